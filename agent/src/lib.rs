@@ -1,1 +1,35 @@
-//! rmm-agent
+//! `rmm-agent`: collects host and top-process metrics and exports them.
+//!
+//! How a cycle flows:
+//!
+//! ```text
+//! config ──▶ collect::Collectors ──(one Snapshot per interval, own thread)──▶ watch channel
+//!                                                                              │
+//!            export::model::from_snapshot (OTel-named families) ◀──────────────┘
+//!                 └──▶ export::prometheus: rendered once per snapshot, served on GET /metrics
+//! ```
+//!
+//! Modules:
+//! - [`config`]: the TOML file and `RMM_AGENT_*` overrides.
+//! - [`host`]: where `/proc`, `/sys`, `/etc` are (injectable for tests), kernel constants, host facts.
+//! - [`collect`]: one collector per file, producing a [`snapshot::Snapshot`].
+//! - [`snapshot`]: the one data item passed from collection to export.
+//! - [`export`]: the neutral metric model and the exporters.
+//! - [`agent`]: the collection thread ([`Agent`]) and [`run`].
+//! - [`table`]: the human-readable view of `rmm-agent collect --format table`.
+
+pub mod agent;
+pub mod collect;
+pub mod config;
+pub mod export;
+pub mod host;
+pub mod snapshot;
+pub mod table;
+mod util;
+
+pub use agent::{run, Agent, SnapshotReceiver};
+pub use config::AgentConfig;
+pub use snapshot::Snapshot;
+
+/// The agent's version (`service.version`, `rmm_agent_build_info{version}`).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,145 @@
+//! Small helpers shared by the collectors: reading kernel files into reused buffers and
+//! matching the `*` globs of the config's exclude lists.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::Path;
+
+/// Reads a whole file into `buf` (cleared first), keeping `buf`'s allocation across calls.
+///
+/// Unlike `std::fs::read_to_string` this skips the `statx`/`lseek` size probe std does before
+/// reading (useless for procfs, whose files report size 0), so a small procfs file costs
+/// `open` + one `read` + `close`: procfs generates `stat`-like files in one go and a short read
+/// ending in a newline is the whole file.
+pub fn read_file_into(path: &Path, buf: &mut Vec<u8>) -> io::Result<()> {
+    buf.clear();
+    let mut file = File::open(path)?;
+    if buf.capacity() < 4096 {
+        buf.reserve(4096);
+    }
+    loop {
+        let spare = buf.capacity() - buf.len();
+        if spare == 0 {
+            buf.reserve(buf.capacity());
+            continue;
+        }
+        let start = buf.len();
+        // Safe reading into spare capacity without unsafe: grow with zeros, then truncate.
+        buf.resize(start + spare, 0);
+        let n = match file.read(&mut buf[start..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                buf.truncate(start);
+                continue;
+            }
+            Err(e) => {
+                buf.truncate(start);
+                return Err(e);
+            }
+        };
+        buf.truncate(start + n);
+        if n == 0 || (n < spare && buf.last() == Some(&b'\n')) {
+            return Ok(());
+        }
+    }
+}
+
+/// Matches `name` against a glob where `*` stands for any run of characters (including none)
+/// and `?` for one character. Everything else matches itself.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    let (mut pi, mut ni) = (0, 0);
+    let mut backtrack: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == b'?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            backtrack = Some((pi, ni));
+            pi += 1;
+        } else if let Some((star, matched)) = backtrack {
+            pi = star + 1;
+            ni = matched + 1;
+            backtrack = Some((star, matched + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+/// True when any pattern of `patterns` matches `name`.
+pub fn matches_any(patterns: &[String], name: &str) -> bool {
+    patterns.iter().any(|p| glob_match(p, name))
+}
+
+/// Undoes the kernel's `\040`-style escaping of spaces, tabs, newlines and backslashes in paths
+/// (`/proc/swaps`, `/proc/self/mounts`).
+pub fn unescape_octal(s: &str) -> String {
+    if !s.contains('\\') {
+        return s.to_owned();
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("lo", "lo"));
+        assert!(!glob_match("lo", "lo0"));
+        assert!(glob_match("loop*", "loop12"));
+        assert!(glob_match("loop*", "loop"));
+        assert!(glob_match("*docker*", "/var/lib/docker/overlay"));
+        assert!(glob_match("/var/lib/docker/*", "/var/lib/docker/x/y"));
+        assert!(!glob_match("/var/lib/docker/*", "/var/lib/docker"));
+        assert!(glob_match("veth?", "veth1"));
+        assert!(!glob_match("veth?", "veth12"));
+        assert!(glob_match("a*b*c", "aXXbYYc"));
+        assert!(!glob_match("a*b*c", "aXXbYY"));
+        assert!(glob_match("*", ""));
+    }
+
+    #[test]
+    fn octal_escapes() {
+        assert_eq!(unescape_octal("/mnt/my\\040disk"), "/mnt/my disk");
+        assert_eq!(unescape_octal("/a\\134b"), "/a\\b");
+        assert_eq!(unescape_octal("/plain"), "/plain");
+        assert_eq!(unescape_octal("/trailing\\04"), "/trailing\\04");
+    }
+
+    #[test]
+    fn reads_whole_files_with_a_reused_buffer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let big = "x".repeat(10_000) + "\n";
+        std::fs::write(&path, &big).unwrap();
+        let mut buf = Vec::new();
+        read_file_into(&path, &mut buf).unwrap();
+        assert_eq!(buf, big.as_bytes());
+        std::fs::write(&path, "short\n").unwrap();
+        read_file_into(&path, &mut buf).unwrap();
+        assert_eq!(buf, b"short\n");
+        std::fs::write(&path, "no newline").unwrap();
+        read_file_into(&path, &mut buf).unwrap();
+        assert_eq!(buf, b"no newline");
+        assert!(read_file_into(&dir.path().join("missing"), &mut buf).is_err());
+    }
+}
