@@ -108,6 +108,8 @@ def main(argv=None):
     ap.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
                     help="dashboard variable value (repeatable); __range sets the range queried")
     ap.add_argument("--dir", type=pathlib.Path, default=lint.HERE, help="dashboards folder")
+    ap.add_argument("--dashboard", action="append", default=[], metavar="UID",
+                    help="only this dashboard's queries (repeatable; default: all)")
     ap.add_argument("--step", default="60s", help="step of range queries (default %(default)s)")
     ap.add_argument("--rules", action="store_true", help="also check the loaded alerting rules")
     ap.add_argument("--rules-wait", type=float, default=60,
@@ -137,6 +139,13 @@ def main(argv=None):
     if problems:
         print("\n".join(f"run_queries.py: {p}" for p in problems), file=sys.stderr)
         return 2
+
+    if args.dashboard:
+        unknown = set(args.dashboard) - {d.uid for d in dashboards}
+        if unknown:
+            print(f"run_queries.py: no dashboard with uid {', '.join(sorted(unknown))}", file=sys.stderr)
+            return 2
+        queries = [q for q in queries if q["dashboard"] in args.dashboard]
 
     prom = Prometheus(args.prometheus, args.timeout)
     now = time.time()
