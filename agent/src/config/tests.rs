@@ -31,7 +31,11 @@ fn defaults_without_file_or_env() {
 fn example_file_parses_and_states_the_defaults() {
     let text = std::fs::read_to_string(example_path()).unwrap();
     let c = from(Some(&text), &[]).unwrap();
-    assert_eq!(c, AgentConfig::default(), "the example documents the defaults");
+    assert_eq!(
+        c,
+        AgentConfig::default(),
+        "the example documents the defaults"
+    );
 }
 
 #[test]
@@ -68,7 +72,10 @@ fn env_overrides_file_with_typed_values() {
             ("RMM_AGENT_COLLECT_INTERVAL", "1s"),
             ("RMM_AGENT_COLLECT_TOP_PROCESSES", "5"),
             ("RMM_AGENT_COLLECT_COMMAND_LINE", "true"),
-            ("RMM_AGENT_COLLECT_NETWORK_EXCLUDE_INTERFACES", "lo, docker*"),
+            (
+                "RMM_AGENT_COLLECT_NETWORK_EXCLUDE_INTERFACES",
+                "lo, docker*",
+            ),
             ("RMM_AGENT_COLLECT_DISK_EXCLUDE_DEVICES", "[\"loop*\"]"),
             ("RMM_AGENT_PROMETHEUS_LISTEN", "127.0.0.1:19464"),
             ("RMM_AGENT_PROMETHEUS_ENABLED", "off"),
@@ -87,7 +94,11 @@ fn env_overrides_file_with_typed_values() {
 
 #[test]
 fn empty_env_list_clears_it() {
-    let c = from(None, &[("RMM_AGENT_COLLECT_NETWORK_EXCLUDE_INTERFACES", "")]).unwrap();
+    let c = from(
+        None,
+        &[("RMM_AGENT_COLLECT_NETWORK_EXCLUDE_INTERFACES", "")],
+    )
+    .unwrap();
     assert!(c.collect.network_exclude_interfaces.is_empty());
 }
 
@@ -102,15 +113,30 @@ fn unknown_and_bad_env_vars_are_named() {
         ],
     ));
     assert_eq!(p.len(), 3, "{p:?}");
-    assert!(p[0].starts_with("RMM_AGENT_BOGUS: unknown configuration section"), "{p:?}");
-    assert!(p[1].starts_with("RMM_AGENT_COLLECT_CPU: expected true or false"), "{p:?}");
-    assert!(p[2].starts_with("RMM_AGENT_COLLECT_TOP_PROCESSES: expected an integer"), "{p:?}");
+    assert!(
+        p[0].starts_with("RMM_AGENT_BOGUS: unknown configuration section"),
+        "{p:?}"
+    );
+    assert!(
+        p[1].starts_with("RMM_AGENT_COLLECT_CPU: expected true or false"),
+        "{p:?}"
+    );
+    assert!(
+        p[2].starts_with("RMM_AGENT_COLLECT_TOP_PROCESSES: expected an integer"),
+        "{p:?}"
+    );
 
     let p = problems(from(None, &[("RMM_AGENT_COLLECT_FOO", "1")]));
-    assert!(p[0].starts_with("RMM_AGENT_COLLECT_FOO: unknown field `foo`"), "{p:?}");
+    assert!(
+        p[0].starts_with("RMM_AGENT_COLLECT_FOO: unknown field `foo`"),
+        "{p:?}"
+    );
 
     let p = problems(from(None, &[("RMM_AGENT_COLLECT_INTERVAL", "soon")]));
-    assert!(p[0].starts_with("RMM_AGENT_COLLECT_INTERVAL: invalid value"), "{p:?}");
+    assert!(
+        p[0].starts_with("RMM_AGENT_COLLECT_INTERVAL: invalid value"),
+        "{p:?}"
+    );
     assert!(!p[0].contains('\n'), "{p:?}");
 
     let p = problems(from(None, &[("RMM_AGENT_PROMETHEUS_LISTEN", "localhost")]));
@@ -120,7 +146,10 @@ fn unknown_and_bad_env_vars_are_named() {
 #[test]
 fn unknown_and_bad_file_keys_are_named() {
     let p = problems(from(Some("[collect]\nintervall = \"1s\"\n"), &[]));
-    assert!(p[0].contains("agent.toml: key `collect.intervall`"), "{p:?}");
+    assert!(
+        p[0].contains("agent.toml: key `collect.intervall`"),
+        "{p:?}"
+    );
     assert!(p[0].contains("unknown field `intervall`"), "{p:?}");
 
     let p = problems(from(Some("[colect]\n"), &[]));
@@ -140,9 +169,18 @@ fn ranges_are_checked_all_at_once() {
         &[("RMM_AGENT_COLLECT_TOP_PROCESSES", "5000")],
     ));
     assert_eq!(p.len(), 3, "{p:?}");
-    assert!(p[0].starts_with("key `collect.interval`: must be between"), "{p:?}");
-    assert!(p[1].starts_with("RMM_AGENT_COLLECT_TOP_PROCESSES: at most 1000"), "{p:?}");
-    assert!(p[2].starts_with("key `collect.command_line_max_length`"), "{p:?}");
+    assert!(
+        p[0].starts_with("key `collect.interval`: must be between"),
+        "{p:?}"
+    );
+    assert!(
+        p[1].starts_with("RMM_AGENT_COLLECT_TOP_PROCESSES: at most 1000"),
+        "{p:?}"
+    );
+    assert!(
+        p[2].starts_with("key `collect.command_line_max_length`"),
+        "{p:?}"
+    );
 }
 
 #[test]
