@@ -546,6 +546,7 @@ def host():
                     f"group by (instance, client, site, host) (system_uptime_seconds{{{AGENT}}})",
                     table=True)],
                 rename={"host_name": "Host name", "host_id": "Host id", "os_type": "OS",
+                        "os_description": "OS release", "os_version": "Kernel", "host_arch": "Architecture",
                         "service_version": "Agent version", "instance": "Agent id"},
                 hide=("Value", "job", "client", "site", "host"),
                 description="Resource attributes of the agent (target_info), joined on the agent id.")),
