@@ -72,7 +72,7 @@ fn root_filesystem_size_equals_statvfs() {
     let root = CString::new("/").unwrap();
     assert_eq!(unsafe { libc::statvfs(root.as_ptr(), &mut st) }, 0);
     assert_eq!(size, st.f_blocks * st.f_frsize);
-    assert_eq!(fs["type"].as_str().unwrap().is_empty(), false);
+    assert!(!fs["type"].as_str().unwrap().is_empty());
     // No pseudo filesystem slipped through the default filters.
     for f in s["filesystems"].as_array().unwrap() {
         let t = f["type"].as_str().unwrap();
