@@ -774,8 +774,11 @@ def processes():
     )
 
 
+DASHBOARDS = (("fleet.json", fleet), ("host.json", host), ("processes.json", processes))
+
+
 def main():
-    for name, build in (("fleet.json", fleet), ("host.json", host), ("processes.json", processes)):
+    for name, build in DASHBOARDS:
         path = HERE / name
         path.write_text(json.dumps(build(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         print(f"wrote {path.relative_to(HERE.parent)}")

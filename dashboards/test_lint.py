@@ -12,6 +12,7 @@ import shutil
 import tempfile
 import unittest
 
+import generate
 import lint
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -134,6 +135,13 @@ class LintTest(unittest.TestCase):
         rc, _, err = self.run_lint("--list-queries")
         self.assertEqual(rc, 2)
         self.assertIn("give a value for host", err)
+
+
+class GeneratedTest(unittest.TestCase):
+    def test_committed_json_matches_generator(self):
+        for name, build in generate.DASHBOARDS:
+            committed = json.loads((HERE / name).read_text())
+            self.assertEqual(committed, build(), f"{name} is stale: run python3 dashboards/generate.py")
 
 
 if __name__ == "__main__":
