@@ -50,8 +50,7 @@ EOF
 
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 "$prometheus" --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb" \
-  --web.listen-address="127.0.0.1:$port" --enable-feature=otlp-write-receiver \
-  --log.level=warn >"$work/prometheus.log" 2>&1 &
+  --web.listen-address="127.0.0.1:$port" --log.level=warn >"$work/prometheus.log" 2>&1 &
 prom_pid=$!
 
 url="http://127.0.0.1:$port"
