@@ -113,21 +113,21 @@ def walk(node, path="$"):
 def collect_links(d):
     """(where, url) for dashboard links, panel links and data links (defaults and overrides)."""
     links = []
-    for i, l in enumerate(d.data.get("links", [])):
+    for l in d.data.get("links", []):
         if l.get("type", "link") == "link":
-            links.append((f"dashboard link {l.get('title')!r}", l.get("url", ""), l.get("keepTime", False)))
+            links.append((f"dashboard link {l.get('title')!r}", l.get("url", "")))
     for p in d.panels():
         where = f"panel {p.get('id')} {p.get('title')!r}"
         for l in p.get("links", []) or []:
-            links.append((f"{where} panel link {l.get('title')!r}", l.get("url", ""), False))
+            links.append((f"{where} panel link {l.get('title')!r}", l.get("url", "")))
         fc = p.get("fieldConfig", {})
         for l in fc.get("defaults", {}).get("links", []) or []:
-            links.append((f"{where} data link {l.get('title')!r}", l.get("url", ""), False))
+            links.append((f"{where} data link {l.get('title')!r}", l.get("url", "")))
         for o in fc.get("overrides", []) or []:
             for prop in o.get("properties", []):
                 if prop.get("id") == "links":
                     for l in prop.get("value", []) or []:
-                        links.append((f"{where} override link {l.get('title')!r}", l.get("url", ""), False))
+                        links.append((f"{where} override link {l.get('title')!r}", l.get("url", "")))
     return links
 
 
@@ -235,7 +235,7 @@ def lint(dashboards, expected_empty):
                 if ref not in d.variables and not is_builtin(ref):
                     problems.append(f"{name}: {where} uses ${ref}, which is not defined")
 
-        for where, url, _keep_time in collect_links(d):
+        for where, url in collect_links(d):
             problems += check_link(d, where, url, by_uid)
 
     problems += lint_expected_empty(by_uid, expected_empty)
