@@ -50,9 +50,6 @@ pub enum CollectError {
     /// A kernel file did not have the expected shape.
     #[error("parsing {path}: {message}")]
     Parse { path: PathBuf, message: String },
-    /// This platform has no implementation of the collector.
-    #[error("not supported on this platform")]
-    Unsupported,
 }
 
 impl CollectError {
