@@ -695,7 +695,7 @@ def processes():
                     target(f"sum by ({PROCESS_ID}) (avg_over_time({sort_metric}[$__range]))", "A", table=True),
                     target(f"sum by ({PROCESS_ID}) (avg_over_time(process_cpu_utilization_ratio{sel}[$__range]))", "B", table=True),
                     # Peak of the process total (user + system), not the sum of per-state peaks.
-                    target(f"max_over_time((sum by ({PROCESS_ID}) (process_cpu_utilization_ratio{sel}))[$__range:1m])",
+                    target(f"max_over_time((sum by ({PROCESS_ID}) (process_cpu_utilization_ratio{sel}))[$__range:$__interval])",
                            "C", table=True),
                     target(f"sum by ({PROCESS_ID}) (avg_over_time(process_memory_usage_bytes{sel}[$__range]))", "D", table=True),
                     target(f"sum by ({PROCESS_ID}) (avg_over_time(process_memory_virtual_bytes{sel}[$__range]))", "E", table=True),
