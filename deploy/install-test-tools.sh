@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real third-party parts the test suite talks to, into <repo>/.tools (git-ignored):
 #   Prometheus 2.53 + promtool + node_exporter 1.9   (Debian trixie packages, unpacked, not installed)
+#   VictoriaMetrics 1.112                            (same; the OTLP backend of the tests, because Debian
+#                                                     builds Prometheus without its OTLP receiver)
 #   PostgreSQL 15                                    (Debian bookworm, installed system-wide)
 #   OpenTelemetry's Python OpAMP client              (PyPI, in a venv)
 #   Elastic's Node.js OpAMP client                   (npm)
@@ -33,10 +35,11 @@ has_version() { # binary, expected version prefix
 
 if has_version "$tools/bin/prometheus" "$PROMETHEUS_VERSION" \
   && has_version "$tools/bin/promtool" "$PROMETHEUS_VERSION" \
-  && has_version "$tools/bin/node_exporter" "$NODE_EXPORTER_VERSION"; then
-  log "prometheus, promtool, node_exporter already installed"
+  && has_version "$tools/bin/node_exporter" "$NODE_EXPORTER_VERSION" \
+  && [ -x "$tools/bin/victoria-metrics" ]; then
+  log "prometheus, promtool, node_exporter, victoria-metrics already installed"
 else
-  log "downloading prometheus, promtool, node_exporter from Debian trixie"
+  log "downloading prometheus, promtool, node_exporter, victoria-metrics from Debian trixie"
   apt_dir="$tools/apt-trixie"
   mkdir -p "$apt_dir/lists/partial" "$apt_dir/archives/partial" "$apt_dir/debs"
   # Reuse whatever mirror this machine's apt already uses; only the suite differs.
@@ -50,12 +53,13 @@ else
     -o "APT::Sandbox::User=root")
   apt-get "${apt_opts[@]}" update -qq
   (cd "$apt_dir/debs" && rm -f ./*.deb && apt-get "${apt_opts[@]}" download -qq \
-    prometheus promtool prometheus-node-exporter)
+    prometheus promtool prometheus-node-exporter victoria-metrics)
   rm -rf "$apt_dir/root"
   for deb in "$apt_dir"/debs/*.deb; do dpkg -x "$deb" "$apt_dir/root"; done
   ln -sf "$apt_dir/root/usr/bin/prometheus" "$tools/bin/prometheus"
   ln -sf "$apt_dir/root/usr/bin/promtool" "$tools/bin/promtool"
   ln -sf "$apt_dir/root/usr/bin/prometheus-node-exporter" "$tools/bin/node_exporter"
+  ln -sf "$apt_dir/root/usr/bin/victoria-metrics" "$tools/bin/victoria-metrics"
   for b in prometheus promtool node_exporter; do
     "$tools/bin/$b" --version 2>&1 | head -1 >&2
   done

@@ -38,6 +38,7 @@ else
   export RMM_TEST_PROMETHEUS="$_rmm_root/.tools/bin/prometheus"
   export RMM_TEST_PROMTOOL="$_rmm_root/.tools/bin/promtool"
   export RMM_TEST_NODE_EXPORTER="$_rmm_root/.tools/bin/node_exporter"
+  export RMM_TEST_VICTORIA_METRICS="$_rmm_root/.tools/bin/victoria-metrics"
   export RMM_TEST_PYTHON="$_rmm_root/.tools/venv/bin/python"
   export RMM_TEST_NODE_MODULES="$_rmm_root/.tools/node/node_modules"
 fi

@@ -36,8 +36,10 @@ if [ -x alerts/check.sh ]; then
   alerts/check.sh
 fi
 if [ -f dashboards/lint.py ]; then
-  step "dashboard lint"
+  step "dashboards: lint, unit tests, every query against a real Prometheus on synthetic data"
   python3 dashboards/lint.py
+  python3 -m unittest discover -s dashboards -p 'test_*.py'
+  bash dashboards/smoke.sh
 fi
 
 step "test suite"
