@@ -151,7 +151,11 @@ mod tests {
         };
         assert!(p.require(Role::Operator).is_ok());
         assert!(p.require_all_clients(Role::Admin).is_err());
-        let v = Principal { role: Role::Viewer, scope: Scope::All, ..p };
+        let v = Principal {
+            role: Role::Viewer,
+            scope: Scope::All,
+            ..p
+        };
         assert!(v.require(Role::Operator).is_err());
     }
 }

@@ -89,7 +89,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(database = %crate::redact_url(&config.database_url), "starting");
             crate::serve(listener, config, shutdown_signal()).await
         }
-        Command::User { command: UserCommand::Create { email, role, client_id, password, config } } => {
+        Command::User {
+            command:
+                UserCommand::Create {
+                    email,
+                    role,
+                    client_id,
+                    password,
+                    config,
+                },
+        } => {
             let config = Config::load(config.as_deref())?;
             init_logging("warn");
             let email = api::validate::email(&email).map_err(|e| anyhow::anyhow!(e.message))?;
@@ -109,7 +118,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await
             .map_err(|e| match e {
-                store::Error::NotFound(_) => anyhow::anyhow!("no client with id {:?}", client_id.unwrap_or_default()),
+                store::Error::NotFound(_) => {
+                    anyhow::anyhow!("no client with id {:?}", client_id.unwrap_or_default())
+                }
                 other => anyhow::anyhow!(other.to_string()),
             })?;
             db.close().await;

@@ -103,7 +103,10 @@ impl Config {
     }
 
     /// Like [`Config::load`] with an explicit environment (for tests).
-    pub fn load_from(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Config> {
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Config> {
         let mut table = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -116,11 +119,18 @@ impl Config {
         if let Some(path) = file {
             for key in table.keys() {
                 if !KEYS.iter().any(|(k, _)| k == key) {
-                    bail!("config file {}: unknown key `{key}` (known keys: {})", path.display(), known_keys());
+                    bail!(
+                        "config file {}: unknown key `{key}` (known keys: {})",
+                        path.display(),
+                        known_keys()
+                    );
                 }
             }
         }
-        let mut env: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
+        let mut env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
         env.sort();
         for (name, value) in env {
             if ENV_NOT_SETTINGS.contains(&name.as_str()) {
@@ -128,18 +138,26 @@ impl Config {
             }
             let key = name[ENV_PREFIX.len()..].to_ascii_lowercase();
             let Some((_, kind)) = KEYS.iter().find(|(k, _)| *k == key) else {
-                bail!("unknown environment variable {name} (known: {})", known_env());
+                bail!(
+                    "unknown environment variable {name} (known: {})",
+                    known_env()
+                );
             };
             let v = match kind {
                 Kind::Str => toml::Value::String(value),
                 Kind::Int => toml::Value::Integer(
-                    value.trim().parse::<i64>().with_context(|| format!("{name}: {value:?} is not an integer"))?,
+                    value
+                        .trim()
+                        .parse::<i64>()
+                        .with_context(|| format!("{name}: {value:?} is not an integer"))?,
                 ),
-                Kind::Bool => toml::Value::Boolean(match value.trim().to_ascii_lowercase().as_str() {
-                    "1" | "true" | "yes" | "on" => true,
-                    "0" | "false" | "no" | "off" => false,
-                    _ => bail!("{name}: {value:?} is not a boolean (true/false)"),
-                }),
+                Kind::Bool => {
+                    toml::Value::Boolean(match value.trim().to_ascii_lowercase().as_str() {
+                        "1" | "true" | "yes" | "on" => true,
+                        "0" | "false" | "no" | "off" => false,
+                        _ => bail!("{name}: {value:?} is not a boolean (true/false)"),
+                    })
+                }
             };
             table.insert(key, v);
         }
@@ -151,7 +169,10 @@ impl Config {
     fn validate(&self) -> anyhow::Result<()> {
         self.listen_addr()?;
         let url = self.database_url.as_str();
-        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
             bail!("database_url must start with sqlite:// or postgres:// (got {url:?})");
         }
         if let Some(s) = &self.jwt_secret {
@@ -167,7 +188,10 @@ impl Config {
         if self.max_body_bytes < 1024 {
             bail!("max_body_bytes must be at least 1024");
         }
-        if self.jwt_ttl_seconds == 0 || self.enrollment_token_ttl_seconds == 0 || self.enrollment_token_max_uses == 0 {
+        if self.jwt_ttl_seconds == 0
+            || self.enrollment_token_ttl_seconds == 0
+            || self.enrollment_token_max_uses == 0
+        {
             bail!("jwt_ttl_seconds, enrollment_token_ttl_seconds and enrollment_token_max_uses must be positive");
         }
         Ok(())
@@ -175,9 +199,12 @@ impl Config {
 
     /// The listen address, parsed.
     pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
-        self.listen
-            .parse()
-            .with_context(|| format!("listen must be an address like 127.0.0.1:8080 (got {:?})", self.listen))
+        self.listen.parse().with_context(|| {
+            format!(
+                "listen must be an address like 127.0.0.1:8080 (got {:?})",
+                self.listen
+            )
+        })
     }
 
     /// The public base URL, without a trailing slash; `bound` is the address actually bound
@@ -195,7 +222,10 @@ fn known_keys() -> String {
 }
 
 fn known_env() -> String {
-    KEYS.iter().map(|(k, _)| format!("{ENV_PREFIX}{}", k.to_ascii_uppercase())).collect::<Vec<_>>().join(", ")
+    KEYS.iter()
+        .map(|(k, _)| format!("{ENV_PREFIX}{}", k.to_ascii_uppercase()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -203,7 +233,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -221,23 +254,33 @@ mod tests {
         std::fs::write(&f, "listen = \"127.0.0.1:9000\"\nmax_body_bytes = 2048\n").unwrap();
         let c = Config::load_from(
             Some(&f),
-            env(&[("RMM_CP_LISTEN", "0.0.0.0:1"), ("RMM_CP_TRUST_FORWARDED_FOR", "true"), ("PATH", "/bin")]),
+            env(&[
+                ("RMM_CP_LISTEN", "0.0.0.0:1"),
+                ("RMM_CP_TRUST_FORWARDED_FOR", "true"),
+                ("PATH", "/bin"),
+            ]),
         )
         .unwrap();
         assert_eq!(c.listen, "0.0.0.0:1");
         assert_eq!(c.max_body_bytes, 2048);
         assert!(c.trust_forwarded_for);
         std::fs::write(&f, "lisen = \"x\"\n").unwrap();
-        let err = Config::load_from(Some(&f), env(&[])).unwrap_err().to_string();
+        let err = Config::load_from(Some(&f), env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`lisen`"), "{err}");
         let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
     fn unknown_env_is_refused_by_name() {
-        let err = Config::load_from(None, env(&[("RMM_CP_LISTN", "x")])).unwrap_err().to_string();
+        let err = Config::load_from(None, env(&[("RMM_CP_LISTN", "x")]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("RMM_CP_LISTN"), "{err}");
-        let err = Config::load_from(None, env(&[("RMM_CP_MAX_BODY_BYTES", "lots")])).unwrap_err().to_string();
+        let err = Config::load_from(None, env(&[("RMM_CP_MAX_BODY_BYTES", "lots")]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("RMM_CP_MAX_BODY_BYTES"), "{err}");
         assert!(Config::load_from(None, env(&[("RMM_CP_CONFIG", "/x")])).is_ok());
     }

@@ -54,9 +54,11 @@ impl AppState {
         let key = match &config.jwt_secret {
             Some(s) => s.as_bytes().to_vec(),
             None => {
-                let hex_key = store::settings::get_or_init(&db, "jwt_secret", || hex::encode(secrets::random_bytes::<32>()))
-                    .await
-                    .context("cannot read or create the JWT signing key")?;
+                let hex_key = store::settings::get_or_init(&db, "jwt_secret", || {
+                    hex::encode(secrets::random_bytes::<32>())
+                })
+                .await
+                .context("cannot read or create the JWT signing key")?;
                 hex::decode(hex_key).context("stored JWT key is not hex")?
             }
         };
@@ -77,7 +79,12 @@ impl AppState {
 pub async fn open_db(config: &Config) -> anyhow::Result<Db> {
     let db = Db::connect(&config.database_url, config.database_max_connections)
         .await
-        .with_context(|| format!("cannot open the database {}", redact_url(&config.database_url)))?;
+        .with_context(|| {
+            format!(
+                "cannot open the database {}",
+                redact_url(&config.database_url)
+            )
+        })?;
     db.migrate().await.context("database migrations failed")?;
     Ok(db)
 }
@@ -117,10 +124,13 @@ pub async fn serve_state(
     let db = state.db.clone();
     let app = api::router(state);
     tracing::info!(addr = %addr, "listening");
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("HTTP server failed")?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .context("HTTP server failed")?;
     db.close().await;
     tracing::info!("stopped");
     Ok(())
@@ -130,7 +140,10 @@ pub async fn serve_state(
 mod tests {
     #[test]
     fn redacts_password() {
-        assert_eq!(super::redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            super::redact_url("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
         assert_eq!(super::redact_url("sqlite://./x.db"), "sqlite://./x.db");
     }
 }

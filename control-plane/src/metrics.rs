@@ -26,7 +26,9 @@ use crate::store::{agents, Db};
 use crate::AppState;
 
 /// Upper bounds of the request duration buckets, in seconds.
-const BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 #[derive(Debug, Default, Clone)]
 struct Histogram {
@@ -44,8 +46,15 @@ pub struct Metrics {
 }
 
 /// Every enrollment result, so each series exists from the start.
-pub const ENROLL_RESULTS: [&str; 7] =
-    ["success", "token_invalid", "token_expired", "token_revoked", "token_exhausted", "bad_request", "rate_limited"];
+pub const ENROLL_RESULTS: [&str; 7] = [
+    "success",
+    "token_invalid",
+    "token_expired",
+    "token_revoked",
+    "token_exhausted",
+    "bad_request",
+    "rate_limited",
+];
 
 impl Metrics {
     pub fn new() -> Self {
@@ -73,7 +82,12 @@ impl Metrics {
 
     /// Count one enrollment attempt by result (see [`ENROLL_RESULTS`]).
     pub fn enrollment(&self, result: &'static str) {
-        *self.enrollments.lock().unwrap_or_else(|e| e.into_inner()).entry(result).or_default() += 1;
+        *self
+            .enrollments
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(result)
+            .or_default() += 1;
     }
 
     /// The whole exposition. Agent series are read from the database at scrape time.
@@ -91,7 +105,12 @@ impl Metrics {
     fn render_http(&self, out: &mut String) {
         out.push_str("# HELP rmm_cp_http_requests_total HTTP requests answered, by method, route template and status.\n");
         out.push_str("# TYPE rmm_cp_http_requests_total counter\n");
-        for ((m, r, s), n) in self.requests.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for ((m, r, s), n) in self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
             let _ = writeln!(
                 out,
                 "rmm_cp_http_requests_total{{method=\"{}\",route=\"{}\",status=\"{s}\"}} {n}",
@@ -101,14 +120,35 @@ impl Metrics {
         }
         out.push_str("# HELP rmm_cp_http_request_duration_seconds Time to answer HTTP requests, by method and route template.\n");
         out.push_str("# TYPE rmm_cp_http_request_duration_seconds histogram\n");
-        for ((m, r), h) in self.durations.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for ((m, r), h) in self
+            .durations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
             let labels = format!("method=\"{}\",route=\"{}\"", esc(m), esc(r));
             for (i, b) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(out, "rmm_cp_http_request_duration_seconds_bucket{{{labels},le=\"{b}\"}} {}", h.counts[i]);
+                let _ = writeln!(
+                    out,
+                    "rmm_cp_http_request_duration_seconds_bucket{{{labels},le=\"{b}\"}} {}",
+                    h.counts[i]
+                );
             }
-            let _ = writeln!(out, "rmm_cp_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
-            let _ = writeln!(out, "rmm_cp_http_request_duration_seconds_sum{{{labels}}} {}", h.sum);
-            let _ = writeln!(out, "rmm_cp_http_request_duration_seconds_count{{{labels}}} {}", h.count);
+            let _ = writeln!(
+                out,
+                "rmm_cp_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "rmm_cp_http_request_duration_seconds_sum{{{labels}}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "rmm_cp_http_request_duration_seconds_count{{{labels}}} {}",
+                h.count
+            );
         }
     }
 
@@ -117,7 +157,11 @@ impl Metrics {
         out.push_str("# TYPE rmm_cp_enrollments_total counter\n");
         let e = self.enrollments.lock().unwrap_or_else(|e| e.into_inner());
         for r in ENROLL_RESULTS {
-            let _ = writeln!(out, "rmm_cp_enrollments_total{{result=\"{r}\"}} {}", e.get(r).copied().unwrap_or(0));
+            let _ = writeln!(
+                out,
+                "rmm_cp_enrollments_total{{result=\"{r}\"}} {}",
+                e.get(r).copied().unwrap_or(0)
+            );
         }
     }
 }
@@ -125,14 +169,24 @@ impl Metrics {
 fn render_agents(out: &mut String, infos: &[agents::AgentInfo]) {
     let mut counts: BTreeMap<(&str, &str, &str), u64> = BTreeMap::new();
     for a in infos {
-        *counts.entry((&a.client_name, &a.site_name, &a.status)).or_default() += 1;
+        *counts
+            .entry((&a.client_name, &a.site_name, &a.status))
+            .or_default() += 1;
     }
     out.push_str("# HELP rmm_cp_agents Enrolled agents, by client, site and status.\n");
     out.push_str("# TYPE rmm_cp_agents gauge\n");
     for ((c, s, st), n) in counts {
-        let _ = writeln!(out, "rmm_cp_agents{{client=\"{}\",site=\"{}\",status=\"{}\"}} {n}", esc(c), esc(s), esc(st));
+        let _ = writeln!(
+            out,
+            "rmm_cp_agents{{client=\"{}\",site=\"{}\",status=\"{}\"}} {n}",
+            esc(c),
+            esc(s),
+            esc(st)
+        );
     }
-    out.push_str("# HELP rmm_cp_agent_info Facts about each enrolled agent; the value is always 1.\n");
+    out.push_str(
+        "# HELP rmm_cp_agent_info Facts about each enrolled agent; the value is always 1.\n",
+    );
     out.push_str("# TYPE rmm_cp_agent_info gauge\n");
     for a in infos {
         let _ = writeln!(
@@ -151,7 +205,9 @@ fn render_agents(out: &mut String, infos: &[agents::AgentInfo]) {
 
 /// Escape a label value for the text format.
 fn esc(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Middleware counting every request by method, route template and status.
@@ -164,7 +220,12 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let resp = next.run(req).await;
-    state.metrics.observe_request(&method, &route, resp.status().as_u16(), start.elapsed().as_secs_f64());
+    state.metrics.observe_request(
+        &method,
+        &route,
+        resp.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
     resp
 }
 

@@ -50,8 +50,8 @@ pub fn new_password() -> String {
 
 /// Hash a password with argon2id and a random salt (PHC string).
 pub fn hash_password(password: &str) -> anyhow::Result<String> {
-    let salt = SaltString::encode_b64(&random_bytes::<16>())
-        .map_err(|e| anyhow::anyhow!("salt: {e}"))?;
+    let salt =
+        SaltString::encode_b64(&random_bytes::<16>()).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
     let hash = Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
@@ -61,7 +61,9 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
 /// Check a password against a stored PHC string.
 pub fn verify_password(password: &str, phc: &str) -> bool {
     match PasswordHash::new(phc) {
-        Ok(parsed) => Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok(),
+        Ok(parsed) => Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
         Err(_) => false,
     }
 }
@@ -131,7 +133,8 @@ impl JwtKey {
     /// Verify signature (constant time), algorithm and expiry; return the claims.
     pub fn verify(&self, token: &str, now_secs: i64) -> Result<Claims, JwtError> {
         let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(h), Some(p), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(JwtError::Malformed);
         };
@@ -188,7 +191,12 @@ mod tests {
     #[test]
     fn jwt_round_trip_and_rejections() {
         let key = JwtKey::new(b"0123456789abcdef0123456789abcdef");
-        let c = Claims { sub: "u1".into(), iat: 100, exp: 200, typ: "user".into() };
+        let c = Claims {
+            sub: "u1".into(),
+            iat: 100,
+            exp: 200,
+            typ: "user".into(),
+        };
         let t = key.sign(&c);
         assert_eq!(key.verify(&t, 150).unwrap().sub, "u1");
         assert_eq!(key.verify(&t, 200).unwrap_err(), JwtError::Expired);
@@ -196,7 +204,11 @@ mod tests {
         assert_eq!(other.verify(&t, 150).unwrap_err(), JwtError::BadSignature);
         assert_eq!(key.verify("a.b", 150).unwrap_err(), JwtError::Malformed);
         // alg=none is refused
-        let none = format!("{}.{}.", URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#), t.split('.').nth(1).unwrap());
+        let none = format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#),
+            t.split('.').nth(1).unwrap()
+        );
         assert_eq!(key.verify(&none, 150).unwrap_err(), JwtError::Malformed);
     }
 }

@@ -66,27 +66,40 @@ pub struct UpdateAgent {
 #[utoipa::path(get, path = "/api/v1/agents", tag = "agents", params(AgentQuery),
     responses((status = 200, body = AgentList), (status = 400, body = ErrorBody)),
     security(("bearer" = [])))]
-async fn list_agents(State(st): State<AppState>, auth: Auth, Query(q): Query<AgentQuery>) -> ApiResult<Json<AgentList>> {
+async fn list_agents(
+    State(st): State<AppState>,
+    auth: Auth,
+    Query(q): Query<AgentQuery>,
+) -> ApiResult<Json<AgentList>> {
     auth.require(Role::Viewer)?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_query", "limit: must be between 1 and 1000"));
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "limit: must be between 1 and 1000",
+        ));
     }
     let offset = q.offset.unwrap_or(0);
     if offset < 0 {
-        return Err(ApiError::bad_request("invalid_query", "offset: must not be negative"));
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "offset: must not be negative",
+        ));
     }
     if let Some(s) = &q.status {
         if !["pending", "online", "offline"].contains(&s.as_str()) {
-            return Err(ApiError::bad_request("invalid_query", "status: must be pending, online or offline"));
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "status: must be pending, online or offline",
+            ));
         }
     }
     let mut labels = Vec::new();
     if let Some(l) = &q.label {
         for pair in l.split(',').filter(|p| !p.is_empty()) {
-            let (k, v) = pair
-                .split_once('=')
-                .ok_or_else(|| ApiError::bad_request("invalid_query", format!("label: {pair:?} is not key=value")))?;
+            let (k, v) = pair.split_once('=').ok_or_else(|| {
+                ApiError::bad_request("invalid_query", format!("label: {pair:?} is not key=value"))
+            })?;
             labels.push((k.trim().to_owned(), v.trim().to_owned()));
         }
     }
@@ -101,14 +114,23 @@ async fn list_agents(State(st): State<AppState>, auth: Auth, Query(q): Query<Age
         offset,
     };
     let (items, total) = agents::list(&st.db, auth.scope(), &f).await?;
-    Ok(Json(AgentList { items, total, limit, offset }))
+    Ok(Json(AgentList {
+        items,
+        total,
+        limit,
+        offset,
+    }))
 }
 
 /// One agent.
 #[utoipa::path(get, path = "/api/v1/agents/{id}", tag = "agents", params(("id" = String, Path)),
     responses((status = 200, body = Agent), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-async fn get_agent(State(st): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<Json<Agent>> {
+async fn get_agent(
+    State(st): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Agent>> {
     auth.require(Role::Viewer)?;
     Ok(Json(agents::get(&st.db, auth.scope(), &id).await?))
 }
@@ -132,17 +154,28 @@ async fn update_agent(
         validate::labels("labels", l)?;
     }
     if body.site_id.is_none() && body.labels.is_none() {
-        return Err(ApiError::invalid("nothing to change: give site_id and/or labels"));
+        return Err(ApiError::invalid(
+            "nothing to change: give site_id and/or labels",
+        ));
     }
-    let up = AgentUpdate { site_id: body.site_id, labels: body.labels };
-    Ok(Json(agents::update(&st.db, auth.scope(), &auth.actor(), &id, up).await?))
+    let up = AgentUpdate {
+        site_id: body.site_id,
+        labels: body.labels,
+    };
+    Ok(Json(
+        agents::update(&st.db, auth.scope(), &auth.actor(), &id, up).await?,
+    ))
 }
 
 /// Delete an agent; its credentials stop working at once (operator).
 #[utoipa::path(delete, path = "/api/v1/agents/{id}", tag = "agents", params(("id" = String, Path)),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-async fn delete_agent(State(st): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn delete_agent(
+    State(st): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     auth.require(Role::Operator)?;
     agents::delete(&st.db, auth.scope(), &auth.actor(), &id).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -59,7 +59,9 @@ pub struct TokenList {
     security(("bearer" = [])))]
 async fn list_tokens(State(st): State<AppState>, auth: Auth) -> ApiResult<Json<TokenList>> {
     auth.require(Role::Admin)?;
-    Ok(Json(TokenList { items: users::list_api_tokens(&st.db, auth.scope()).await? }))
+    Ok(Json(TokenList {
+        items: users::list_api_tokens(&st.db, auth.scope()).await?,
+    }))
 }
 
 /// Create an API token (admin). The answer carries the token; it is never shown again.
@@ -113,7 +115,11 @@ async fn create_token(
 #[utoipa::path(get, path = "/api/v1/api-tokens/{id}", tag = "api-tokens", params(("id" = String, Path)),
     responses((status = 200, body = ApiToken), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-async fn get_token(State(st): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<Json<ApiToken>> {
+async fn get_token(
+    State(st): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ApiToken>> {
     auth.require(Role::Admin)?;
     Ok(Json(users::get_api_token(&st.db, auth.scope(), &id).await?))
 }
@@ -123,7 +129,13 @@ async fn get_token(State(st): State<AppState>, auth: Auth, Path(id): Path<String
     responses((status = 200, body = ApiToken), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "already revoked", body = ErrorBody)),
     security(("bearer" = [])))]
-async fn revoke_token(State(st): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<Json<ApiToken>> {
+async fn revoke_token(
+    State(st): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ApiToken>> {
     auth.require(Role::Admin)?;
-    Ok(Json(users::revoke_api_token(&st.db, auth.scope(), &auth.actor(), &id).await?))
+    Ok(Json(
+        users::revoke_api_token(&st.db, auth.scope(), &auth.actor(), &id).await?,
+    ))
 }

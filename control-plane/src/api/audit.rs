@@ -44,14 +44,32 @@ pub struct AuditList {
 #[utoipa::path(get, path = "/api/v1/audit-log", tag = "audit", params(AuditQuery),
     responses((status = 200, body = AuditList), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
-async fn list_audit(State(st): State<AppState>, auth: Auth, Query(q): Query<AuditQuery>) -> ApiResult<Json<AuditList>> {
+async fn list_audit(
+    State(st): State<AppState>,
+    auth: Auth,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<Json<AuditList>> {
     auth.require(Role::Admin)?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_query", "limit: must be between 1 and 1000"));
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "limit: must be between 1 and 1000",
+        ));
     }
     let offset = q.offset.unwrap_or(0).max(0);
-    let f = Filter { action: q.action, target_type: q.target_type, target_id: q.target_id, limit, offset };
+    let f = Filter {
+        action: q.action,
+        target_type: q.target_type,
+        target_id: q.target_id,
+        limit,
+        offset,
+    };
     let (items, total) = audit::list(&st.db, auth.scope(), &f).await?;
-    Ok(Json(AuditList { items, total, limit, offset }))
+    Ok(Json(AuditList {
+        items,
+        total,
+        limit,
+        offset,
+    }))
 }

@@ -13,7 +13,9 @@ use crate::store::{self, users};
 use crate::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(login)).routes(routes!(me))
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(me))
 }
 
 /// Body of `POST /auth/login`.
@@ -51,7 +53,11 @@ pub struct Me {
     responses((status = 200, body = LoginResponse),
         (status = 401, description = "wrong email or password", body = ErrorBody),
         (status = 429, description = "too many attempts from this address", body = ErrorBody)))]
-async fn login(State(st): State<AppState>, ip: ClientIp, Json(body): Json<LoginBody>) -> ApiResult<Json<LoginResponse>> {
+async fn login(
+    State(st): State<AppState>,
+    ip: ClientIp,
+    Json(body): Json<LoginBody>,
+) -> ApiResult<Json<LoginResponse>> {
     if let Some(addr) = ip.0 {
         st.login_limiter.check(addr).map_err(ApiError::too_many)?;
     }
@@ -66,12 +72,23 @@ async fn login(State(st): State<AppState>, ip: ClientIp, Json(body): Json<LoginB
         .map_err(ApiError::internal)?;
     let Some(id) = id.filter(|_| ok) else {
         tracing::info!(source = ?ip.0, "login failed");
-        return Err(ApiError::unauthorized("invalid_credentials", "wrong email or password"));
+        return Err(ApiError::unauthorized(
+            "invalid_credentials",
+            "wrong email or password",
+        ));
     };
     let now = store::now_ms() / 1000;
     let exp = now + st.config.jwt_ttl_seconds as i64;
-    let token = st.jwt.sign(&Claims { sub: id, iat: now, exp, typ: "user".into() });
-    Ok(Json(LoginResponse { token, expires_at: store::ser::rfc3339(exp * 1000) }))
+    let token = st.jwt.sign(&Claims {
+        sub: id,
+        iat: now,
+        exp,
+        typ: "user".into(),
+    });
+    Ok(Json(LoginResponse {
+        token,
+        expires_at: store::ser::rfc3339(exp * 1000),
+    }))
 }
 
 /// The authenticated caller: user or API token, role and scope.

@@ -39,7 +39,9 @@ pub struct ClientList {
     security(("bearer" = [])))]
 async fn list_clients(State(st): State<AppState>, auth: Auth) -> ApiResult<Json<ClientList>> {
     auth.require(Role::Viewer)?;
-    Ok(Json(ClientList { items: clients::list_clients(&st.db, auth.scope()).await? }))
+    Ok(Json(ClientList {
+        items: clients::list_clients(&st.db, auth.scope()).await?,
+    }))
 }
 
 /// Create a client (admin for all clients).
@@ -63,7 +65,11 @@ async fn create_client(
 #[utoipa::path(get, path = "/api/v1/clients/{id}", tag = "clients", params(("id" = String, Path)),
     responses((status = 200, body = Client), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-async fn get_client(State(st): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<Json<Client>> {
+async fn get_client(
+    State(st): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Client>> {
     auth.require(Role::Viewer)?;
     Ok(Json(clients::get_client(&st.db, auth.scope(), &id).await?))
 }
@@ -82,7 +88,9 @@ async fn update_client(
 ) -> ApiResult<Json<Client>> {
     auth.require(Role::Admin)?;
     let name = validate::name("name", &body.name)?;
-    Ok(Json(clients::rename_client(&st.db, auth.scope(), &auth.actor(), &id, &name).await?))
+    Ok(Json(
+        clients::rename_client(&st.db, auth.scope(), &auth.actor(), &id, &name).await?,
+    ))
 }
 
 /// Delete a client with no sites, users or API tokens left (admin for all clients).
@@ -90,7 +98,11 @@ async fn update_client(
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "the client still has sites, users or tokens", body = ErrorBody)),
     security(("bearer" = [])))]
-async fn delete_client(State(st): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn delete_client(
+    State(st): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     auth.principal.require_all_clients(Role::Admin)?;
     clients::delete_client(&st.db, auth.scope(), &auth.actor(), &id).await?;
     Ok(StatusCode::NO_CONTENT)

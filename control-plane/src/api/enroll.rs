@@ -61,7 +61,11 @@ fn facts(body: &EnrollRequest) -> Result<HostFacts, ApiError> {
         os: validate::text("os", &body.os, 64)?,
         arch: validate::text("arch", &body.arch, 64)?,
         agent_version: validate::text("agent_version", &body.agent_version, 64)?,
-        metrics_address: body.metrics_address.as_deref().map(validate::host_port).transpose()?,
+        metrics_address: body
+            .metrics_address
+            .as_deref()
+            .map(validate::host_port)
+            .transpose()?,
         labels: {
             validate::labels("labels", &body.labels)?;
             body.labels.clone()
@@ -114,14 +118,19 @@ async fn enroll(
         }
         Err(EnrollError::Invalid) => (
             "token_invalid",
-            ApiError::unauthorized("token_invalid", "the enrollment token is not valid (unknown or mistyped)"),
+            ApiError::unauthorized(
+                "token_invalid",
+                "the enrollment token is not valid (unknown or mistyped)",
+            ),
         ),
-        Err(EnrollError::Expired) => {
-            ("token_expired", ApiError::unauthorized("token_expired", "the enrollment token has expired"))
-        }
-        Err(EnrollError::Revoked) => {
-            ("token_revoked", ApiError::unauthorized("token_revoked", "the enrollment token has been revoked"))
-        }
+        Err(EnrollError::Expired) => (
+            "token_expired",
+            ApiError::unauthorized("token_expired", "the enrollment token has expired"),
+        ),
+        Err(EnrollError::Revoked) => (
+            "token_revoked",
+            ApiError::unauthorized("token_revoked", "the enrollment token has been revoked"),
+        ),
         Err(EnrollError::Exhausted) => (
             "token_exhausted",
             ApiError::new(

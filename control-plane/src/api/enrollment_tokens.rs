@@ -14,8 +14,8 @@ use super::extract::{Auth, Json, Path, Query};
 use super::validate;
 use crate::authz::Role;
 use crate::secrets;
-use crate::store::enrollment::{self, EnrollmentToken, NewToken};
 use crate::store;
+use crate::store::enrollment::{self, EnrollmentToken, NewToken};
 use crate::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -76,7 +76,9 @@ async fn list_tokens(
     Query(f): Query<TokenFilter>,
 ) -> ApiResult<Json<EnrollmentTokenList>> {
     auth.require(Role::Viewer)?;
-    Ok(Json(EnrollmentTokenList { items: enrollment::list(&st.db, auth.scope(), f.site_id.as_deref()).await? }))
+    Ok(Json(EnrollmentTokenList {
+        items: enrollment::list(&st.db, auth.scope(), f.site_id.as_deref()).await?,
+    }))
 }
 
 /// Create an enrollment token for a site (operator).
@@ -90,16 +92,26 @@ async fn create_token(
     Json(body): Json<NewEnrollmentToken>,
 ) -> ApiResult<(StatusCode, Json<CreatedEnrollmentToken>)> {
     auth.require(Role::Operator)?;
-    let ttl = body.expires_in_seconds.unwrap_or(st.config.enrollment_token_ttl_seconds);
+    let ttl = body
+        .expires_in_seconds
+        .unwrap_or(st.config.enrollment_token_ttl_seconds);
     if ttl == 0 || ttl > 366 * 24 * 3600 {
-        return Err(ApiError::invalid("expires_in_seconds: must be between 1 and 31622400 (one year)"));
+        return Err(ApiError::invalid(
+            "expires_in_seconds: must be between 1 and 31622400 (one year)",
+        ));
     }
-    let max_uses = body.max_uses.unwrap_or(st.config.enrollment_token_max_uses as u64);
+    let max_uses = body
+        .max_uses
+        .unwrap_or(st.config.enrollment_token_max_uses as u64);
     if max_uses == 0 || max_uses > 1_000_000 {
         return Err(ApiError::invalid("max_uses: must be between 1 and 1000000"));
     }
     validate::labels("labels", &body.labels)?;
-    let description = body.description.as_deref().map(|d| validate::text("description", d, 500)).transpose()?;
+    let description = body
+        .description
+        .as_deref()
+        .map(|d| validate::text("description", d, 500))
+        .transpose()?;
     let token = secrets::new_token(secrets::ENROLLMENT_TOKEN_PREFIX);
     let hash = secrets::token_hash(&token);
     let prefix = secrets::token_display_prefix(&token);
@@ -118,14 +130,21 @@ async fn create_token(
         },
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(CreatedEnrollmentToken { token, info })))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedEnrollmentToken { token, info }),
+    ))
 }
 
 /// One enrollment token.
 #[utoipa::path(get, path = "/api/v1/enrollment-tokens/{id}", tag = "enrollment-tokens", params(("id" = String, Path)),
     responses((status = 200, body = EnrollmentToken), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-async fn get_token(State(st): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<Json<EnrollmentToken>> {
+async fn get_token(
+    State(st): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<EnrollmentToken>> {
     auth.require(Role::Viewer)?;
     Ok(Json(enrollment::get(&st.db, auth.scope(), &id).await?))
 }
@@ -135,7 +154,13 @@ async fn get_token(State(st): State<AppState>, auth: Auth, Path(id): Path<String
     responses((status = 200, body = EnrollmentToken), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "already revoked", body = ErrorBody)),
     security(("bearer" = [])))]
-async fn revoke_token(State(st): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<Json<EnrollmentToken>> {
+async fn revoke_token(
+    State(st): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<EnrollmentToken>> {
     auth.require(Role::Operator)?;
-    Ok(Json(enrollment::revoke(&st.db, auth.scope(), &auth.actor(), &id).await?))
+    Ok(Json(
+        enrollment::revoke(&st.db, auth.scope(), &auth.actor(), &id).await?,
+    ))
 }

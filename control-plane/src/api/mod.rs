@@ -25,8 +25,8 @@ use axum::{middleware, Router};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-use error::ApiError;
 use crate::AppState;
+use error::ApiError;
 
 /// Path of the OpenAPI document.
 pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
@@ -53,12 +53,22 @@ pub fn router(state: AppState) -> Router {
     let (routes, doc) = documented_routes();
     let doc = std::sync::Arc::new(doc);
     routes
-        .route(OPENAPI_PATH, get(move || async move { axum::Json((*doc).clone()) }))
+        .route(
+            OPENAPI_PATH,
+            get(move || async move { axum::Json((*doc).clone()) }),
+        )
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not accept this method")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not accept this method",
+            )
         })
-        .layer(middleware::from_fn_with_state(state.clone(), crate::metrics::track))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track,
+        ))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .with_state(state)
 }

@@ -39,7 +39,9 @@ impl Modify for BearerAuth {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("a login JWT from /api/v1/auth/login, or an API token (rmm_at_...)"))
+                    .description(Some(
+                        "a login JWT from /api/v1/auth/login, or an API token (rmm_at_...)",
+                    ))
                     .build(),
             ),
         );

@@ -13,7 +13,10 @@ use super::extract::Json;
 use crate::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz)).routes(routes!(metrics))
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
 }
 
 /// Health answer.
@@ -26,7 +29,9 @@ pub struct Health {
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, body = Health)))]
 async fn healthz() -> Json<Health> {
-    Json(Health { status: "ok".into() })
+    Json(Health {
+        status: "ok".into(),
+    })
 }
 
 /// The process is up and its database answers.
@@ -34,9 +39,15 @@ async fn healthz() -> Json<Health> {
     responses((status = 200, body = Health), (status = 503, description = "database unreachable", body = ErrorBody)))]
 async fn readyz(State(st): State<AppState>) -> Result<Json<Health>, ApiError> {
     if st.db.ping().await {
-        Ok(Json(Health { status: "ok".into() }))
+        Ok(Json(Health {
+            status: "ok".into(),
+        }))
     } else {
-        Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "the database does not answer"))
+        Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            "the database does not answer",
+        ))
     }
 }
 
@@ -45,5 +56,11 @@ async fn readyz(State(st): State<AppState>) -> Result<Json<Health>, ApiError> {
     responses((status = 200, content_type = "text/plain; version=0.0.4", body = String)))]
 async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
     let body = st.metrics.render(&st.db).await;
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
 }

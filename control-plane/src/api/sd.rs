@@ -34,7 +34,10 @@ pub struct TargetGroup {
 #[utoipa::path(get, path = "/api/v1/sd/prometheus", tag = "sd",
     responses((status = 200, content_type = "application/json", body = Vec<TargetGroup>), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
-async fn prometheus_sd(State(st): State<AppState>, auth: Auth) -> ApiResult<Json<Vec<TargetGroup>>> {
+async fn prometheus_sd(
+    State(st): State<AppState>,
+    auth: Auth,
+) -> ApiResult<Json<Vec<TargetGroup>>> {
     auth.require(Role::Viewer)?;
     let targets = agents::sd_targets(&st.db, auth.scope()).await?;
     Ok(Json(

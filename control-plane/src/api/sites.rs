@@ -46,10 +46,16 @@ pub struct SiteFilter {
 #[utoipa::path(get, path = "/api/v1/clients/{id}/sites", tag = "sites", params(("id" = String, Path, description = "client id")),
     responses((status = 200, body = SiteList), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-async fn list_client_sites(State(st): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<Json<SiteList>> {
+async fn list_client_sites(
+    State(st): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<SiteList>> {
     auth.require(Role::Viewer)?;
     clients::get_client(&st.db, auth.scope(), &id).await?;
-    Ok(Json(SiteList { items: clients::list_sites(&st.db, auth.scope(), Some(&id)).await? }))
+    Ok(Json(SiteList {
+        items: clients::list_sites(&st.db, auth.scope(), Some(&id)).await?,
+    }))
 }
 
 /// Create a site in a client (operator).
@@ -75,16 +81,26 @@ async fn create_site(
 #[utoipa::path(get, path = "/api/v1/sites", tag = "sites", params(SiteFilter),
     responses((status = 200, body = SiteList)),
     security(("bearer" = [])))]
-async fn list_sites(State(st): State<AppState>, auth: Auth, Query(f): Query<SiteFilter>) -> ApiResult<Json<SiteList>> {
+async fn list_sites(
+    State(st): State<AppState>,
+    auth: Auth,
+    Query(f): Query<SiteFilter>,
+) -> ApiResult<Json<SiteList>> {
     auth.require(Role::Viewer)?;
-    Ok(Json(SiteList { items: clients::list_sites(&st.db, auth.scope(), f.client_id.as_deref()).await? }))
+    Ok(Json(SiteList {
+        items: clients::list_sites(&st.db, auth.scope(), f.client_id.as_deref()).await?,
+    }))
 }
 
 /// One site.
 #[utoipa::path(get, path = "/api/v1/sites/{id}", tag = "sites", params(("id" = String, Path)),
     responses((status = 200, body = Site), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-async fn get_site(State(st): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<Json<Site>> {
+async fn get_site(
+    State(st): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Site>> {
     auth.require(Role::Viewer)?;
     Ok(Json(clients::get_site(&st.db, auth.scope(), &id).await?))
 }
@@ -103,7 +119,9 @@ async fn update_site(
 ) -> ApiResult<Json<Site>> {
     auth.require(Role::Operator)?;
     let name = validate::name("name", &body.name)?;
-    Ok(Json(clients::rename_site(&st.db, auth.scope(), &auth.actor(), &id, &name).await?))
+    Ok(Json(
+        clients::rename_site(&st.db, auth.scope(), &auth.actor(), &id, &name).await?,
+    ))
 }
 
 /// Delete a site with no agents; its enrollment tokens are deleted with it (operator).
@@ -111,7 +129,11 @@ async fn update_site(
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "the site still has agents", body = ErrorBody)),
     security(("bearer" = [])))]
-async fn delete_site(State(st): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn delete_site(
+    State(st): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     auth.require(Role::Operator)?;
     clients::delete_site(&st.db, auth.scope(), &auth.actor(), &id).await?;
     Ok(StatusCode::NO_CONTENT)

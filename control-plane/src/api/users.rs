@@ -50,7 +50,9 @@ pub struct UpdateUser {
 /// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
 mod double_option {
     use serde::{Deserialize, Deserializer};
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<String>>, D::Error> {
         Ok(Some(Option::<String>::deserialize(d)?))
     }
 }
@@ -85,7 +87,9 @@ async fn hash(password: String) -> Result<String, ApiError> {
     security(("bearer" = [])))]
 async fn list_users(State(st): State<AppState>, auth: Auth) -> ApiResult<Json<UserList>> {
     auth.require(Role::Admin)?;
-    Ok(Json(UserList { items: users::list_users(&st.db, auth.scope()).await? }))
+    Ok(Json(UserList {
+        items: users::list_users(&st.db, auth.scope()).await?,
+    }))
 }
 
 /// Create a user (admin).
@@ -120,7 +124,11 @@ async fn create_user(
 #[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path)),
     responses((status = 200, body = User), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-async fn get_user(State(st): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<Json<User>> {
+async fn get_user(
+    State(st): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<User>> {
     auth.require(Role::Admin)?;
     Ok(Json(users::get_user(&st.db, auth.scope(), &id).await?))
 }
@@ -149,8 +157,14 @@ async fn update_user(
         }
         None => None,
     };
-    let up = UserUpdate { role: body.role.map(|r| r.as_str().to_owned()), client_id: body.client_id, password_hash };
-    Ok(Json(users::update_user(&st.db, auth.scope(), &auth.actor(), &id, up).await?))
+    let up = UserUpdate {
+        role: body.role.map(|r| r.as_str().to_owned()),
+        client_id: body.client_id,
+        password_hash,
+    };
+    Ok(Json(
+        users::update_user(&st.db, auth.scope(), &auth.actor(), &id, up).await?,
+    ))
 }
 
 /// Delete a user (admin).
@@ -158,7 +172,11 @@ async fn update_user(
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "the last all-clients admin", body = ErrorBody)),
     security(("bearer" = [])))]
-async fn delete_user(State(st): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn delete_user(
+    State(st): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     auth.require(Role::Admin)?;
     users::delete_user(&st.db, auth.scope(), &auth.actor(), &id).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -16,10 +16,14 @@ pub fn text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
         return Err(ApiError::invalid(format!("{field}: must not be empty")));
     }
     if v.chars().count() > max {
-        return Err(ApiError::invalid(format!("{field}: longer than {max} characters")));
+        return Err(ApiError::invalid(format!(
+            "{field}: longer than {max} characters"
+        )));
     }
     if v.chars().any(char::is_control) {
-        return Err(ApiError::invalid(format!("{field}: must not contain control characters")));
+        return Err(ApiError::invalid(format!(
+            "{field}: must not contain control characters"
+        )));
     }
     Ok(v.to_owned())
 }
@@ -28,7 +32,11 @@ pub fn text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
 pub fn email(value: &str) -> Result<String, ApiError> {
     let v = text("email", value, 254)?.to_lowercase();
     match v.split_once('@') {
-        Some((local, domain)) if !local.is_empty() && !domain.is_empty() && !v.contains(char::is_whitespace) => Ok(v),
+        Some((local, domain))
+            if !local.is_empty() && !domain.is_empty() && !v.contains(char::is_whitespace) =>
+        {
+            Ok(v)
+        }
         _ => Err(ApiError::invalid("email: not an email address")),
     }
 }
@@ -51,7 +59,8 @@ pub fn host_port(value: &str) -> Result<String, ApiError> {
     let bad = || ApiError::invalid(format!("metrics_address: {v:?} is not host:port"));
     let (host, port) = v.rsplit_once(':').ok_or_else(bad)?;
     let port: u16 = port.parse().map_err(|_| bad())?;
-    if port == 0 || host.is_empty() || host.len() > 253 || host.contains(['/', ' ', '@', '?', '#']) {
+    if port == 0 || host.is_empty() || host.len() > 253 || host.contains(['/', ' ', '@', '?', '#'])
+    {
         return Err(bad());
     }
     if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
@@ -70,7 +79,9 @@ pub fn labels(field: &str, labels: &BTreeMap<String, String>) -> Result<(), ApiE
         let ok_key = !k.is_empty()
             && k.len() <= 64
             && !k.starts_with("__")
-            && k.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && k.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !ok_key {
             return Err(ApiError::invalid(format!(
@@ -78,7 +89,9 @@ pub fn labels(field: &str, labels: &BTreeMap<String, String>) -> Result<(), ApiE
             )));
         }
         if v.chars().count() > 256 || v.chars().any(char::is_control) {
-            return Err(ApiError::invalid(format!("{field}: value of {k:?} must be at most 256 characters, no control characters")));
+            return Err(ApiError::invalid(format!(
+                "{field}: value of {k:?} must be at most 256 characters, no control characters"
+            )));
         }
     }
     Ok(())
@@ -105,6 +118,9 @@ mod tests {
         l.insert("env".to_owned(), "prod".to_owned());
         assert!(labels("labels", &l).is_ok());
         l.insert("bad-key".to_owned(), "x".to_owned());
-        assert!(labels("labels", &l).unwrap_err().message.contains("bad-key"));
+        assert!(labels("labels", &l)
+            .unwrap_err()
+            .message
+            .contains("bad-key"));
     }
 }

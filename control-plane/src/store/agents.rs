@@ -55,7 +55,8 @@ pub struct Agent {
     pub updated_at: i64,
 }
 
-const AGENT_SELECT: &str = "SELECT a.id, a.client_id, c.name AS client_name, a.site_id, s.name AS site_name, \
+const AGENT_SELECT: &str =
+    "SELECT a.id, a.client_id, c.name AS client_name, a.site_id, s.name AS site_name, \
      a.host_id, a.hostname, a.os, a.arch, a.agent_version, a.labels, a.metrics_address, a.status, \
      a.last_seen, a.description, a.health, a.enrolled_at, a.created_at, a.updated_at";
 const AGENT_FROM: &str =
@@ -104,9 +105,15 @@ pub async fn list(db: &Db, scope: &Scope, f: &Filter) -> Result<(Vec<Agent>, i64
             .bind(format!("%{}%", like_escape(&q.to_lowercase())))
             .push(" ESCAPE '\\'");
     }
-    let total = cond.prefixed("SELECT COUNT(*)").fetch_i64(db.pool()).await?;
+    let total = cond
+        .prefixed("SELECT COUNT(*)")
+        .fetch_i64(db.pool())
+        .await?;
     let mut page = cond.prefixed(AGENT_SELECT);
-    page.push(" ORDER BY lower(a.hostname), a.id LIMIT ").bind(f.limit).push(" OFFSET ").bind(f.offset);
+    page.push(" ORDER BY lower(a.hostname), a.id LIMIT ")
+        .bind(f.limit)
+        .push(" OFFSET ")
+        .bind(f.offset);
     let items = page.query_as::<Agent>().fetch_all(db.pool()).await?;
     Ok((items, total))
 }
@@ -116,17 +123,29 @@ pub async fn get(db: &Db, scope: &Scope, id: &str) -> Result<Agent> {
     let mut sql = Sql::new(AGENT_SELECT);
     sql.push(AGENT_FROM).push(" AND a.id = ").bind(id);
     scope.restrict(&mut sql, "a.client_id");
-    sql.query_as::<Agent>().fetch_optional(db.pool()).await?.ok_or(Error::NotFound("agent"))
+    sql.query_as::<Agent>()
+        .fetch_optional(db.pool())
+        .await?
+        .ok_or(Error::NotFound("agent"))
 }
 
 /// Replace an agent's label rows (the filterable copy of `agents.labels`).
-pub(crate) async fn replace_labels(tx: &mut Tx, agent_id: &str, labels: &BTreeMap<String, String>) -> sqlx::Result<()> {
+pub(crate) async fn replace_labels(
+    tx: &mut Tx,
+    agent_id: &str,
+    labels: &BTreeMap<String, String>,
+) -> sqlx::Result<()> {
     let mut del = Sql::new("DELETE FROM agent_labels WHERE agent_id = ");
     del.bind(agent_id);
     del.query().execute(&mut **tx).await?;
     for (k, v) in labels {
         let mut ins = Sql::new("INSERT INTO agent_labels (agent_id, key, value) VALUES (");
-        ins.bind(agent_id).push(", ").bind(k).push(", ").bind(v).push(")");
+        ins.bind(agent_id)
+            .push(", ")
+            .bind(k)
+            .push(", ")
+            .bind(v)
+            .push(")");
         ins.query().execute(&mut **tx).await?;
     }
     Ok(())
@@ -142,7 +161,13 @@ pub struct AgentUpdate {
 }
 
 /// Update an agent visible in `scope`.
-pub async fn update(db: &Db, scope: &Scope, actor: &Actor, id: &str, up: AgentUpdate) -> Result<Agent> {
+pub async fn update(
+    db: &Db,
+    scope: &Scope,
+    actor: &Actor,
+    id: &str,
+    up: AgentUpdate,
+) -> Result<Agent> {
     let agent = get(db, scope, id).await?;
     let target = match &up.site_id {
         Some(s) => Some(super::clients::get_site(db, scope, s).await?),
@@ -153,14 +178,24 @@ pub async fn update(db: &Db, scope: &Scope, actor: &Actor, id: &str, up: AgentUp
     sql.bind(now_ms());
     let mut details = serde_json::Map::new();
     if let Some(site) = &target {
-        sql.push(", site_id = ").bind(&site.id).push(", client_id = ").bind(&site.client_id);
-        details.insert("site_id".into(), json!({ "old": agent.site_id, "new": site.id }));
+        sql.push(", site_id = ")
+            .bind(&site.id)
+            .push(", client_id = ")
+            .bind(&site.client_id);
+        details.insert(
+            "site_id".into(),
+            json!({ "old": agent.site_id, "new": site.id }),
+        );
         if site.client_id != agent.client_id {
-            details.insert("client_id".into(), json!({ "old": agent.client_id, "new": site.client_id }));
+            details.insert(
+                "client_id".into(),
+                json!({ "old": agent.client_id, "new": site.client_id }),
+            );
         }
     }
     if let Some(labels) = &up.labels {
-        sql.push(", labels = ").bind(serde_json::to_string(labels).expect("labels serialize"));
+        sql.push(", labels = ")
+            .bind(serde_json::to_string(labels).expect("labels serialize"));
         details.insert("labels".into(), json!(labels));
     }
     sql.push(" WHERE id = ").bind(id);
@@ -172,7 +207,11 @@ pub async fn update(db: &Db, scope: &Scope, actor: &Actor, id: &str, up: AgentUp
     if let Some(labels) = &up.labels {
         replace_labels(&mut tx, id, labels).await?;
     }
-    let action = if target.is_some() { "agent.move" } else { "agent.update" };
+    let action = if target.is_some() {
+        "agent.move"
+    } else {
+        "agent.update"
+    };
     audit::record(
         &mut tx,
         actor,
@@ -180,7 +219,12 @@ pub async fn update(db: &Db, scope: &Scope, actor: &Actor, id: &str, up: AgentUp
             action,
             target_type: "agent",
             target_id: Some(id),
-            client_id: Some(target.as_ref().map(|s| s.client_id.as_str()).unwrap_or(&agent.client_id)),
+            client_id: Some(
+                target
+                    .as_ref()
+                    .map(|s| s.client_id.as_str())
+                    .unwrap_or(&agent.client_id),
+            ),
             details: serde_json::Value::Object(details),
         },
     )
@@ -227,7 +271,10 @@ pub struct AgentIdentity {
 pub async fn authenticate(db: &Db, secret_hash: &str) -> Result<Option<AgentIdentity>> {
     let mut sql = Sql::new("SELECT id, client_id, site_id FROM agents WHERE secret_hash = ");
     sql.bind(secret_hash);
-    Ok(sql.query_as::<AgentIdentity>().fetch_optional(db.pool()).await?)
+    Ok(sql
+        .query_as::<AgentIdentity>()
+        .fetch_optional(db.pool())
+        .await?)
 }
 
 /// One Prometheus scrape target.

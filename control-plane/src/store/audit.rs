@@ -20,7 +20,12 @@ pub struct Actor {
 impl Actor {
     /// The command-line tool, run by whoever has the server's database.
     pub fn cli() -> Self {
-        Actor { actor_type: "cli".into(), id: None, name: None, source_ip: None }
+        Actor {
+            actor_type: "cli".into(),
+            id: None,
+            name: None,
+            source_ip: None,
+        }
     }
 }
 
@@ -113,9 +118,15 @@ pub async fn list(db: &Db, scope: &Scope, f: &Filter) -> Result<(Vec<AuditEntry>
     if let Some(t) = &f.target_id {
         cond.push(" AND target_id = ").bind(t);
     }
-    let total = cond.prefixed("SELECT COUNT(*)").fetch_i64(db.pool()).await?;
+    let total = cond
+        .prefixed("SELECT COUNT(*)")
+        .fetch_i64(db.pool())
+        .await?;
     let mut q = cond.prefixed("SELECT *");
-    q.push(" ORDER BY created_at DESC, id DESC LIMIT ").bind(f.limit).push(" OFFSET ").bind(f.offset);
+    q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+        .bind(f.limit)
+        .push(" OFFSET ")
+        .bind(f.offset);
     let items = q.query_as::<AuditEntry>().fetch_all(db.pool()).await?;
     Ok((items, total))
 }

@@ -56,7 +56,10 @@ pub async fn get_client(db: &Db, scope: &Scope, id: &str) -> Result<Client> {
     let mut sql = Sql::new("SELECT id, name, created_at, updated_at FROM clients WHERE id = ");
     sql.bind(id);
     scope.restrict(&mut sql, "id");
-    sql.query_as::<Client>().fetch_optional(db.pool()).await?.ok_or(Error::NotFound("client"))
+    sql.query_as::<Client>()
+        .fetch_optional(db.pool())
+        .await?
+        .ok_or(Error::NotFound("client"))
 }
 
 fn duplicate_client(name: &str) -> String {
@@ -66,10 +69,22 @@ fn duplicate_client(name: &str) -> String {
 /// Create a client. Names are unique, ignoring case.
 pub async fn create_client(db: &Db, actor: &Actor, name: &str) -> Result<Client> {
     let now = now_ms();
-    let client = Client { id: new_id(), name: name.to_owned(), created_at: now, updated_at: now };
+    let client = Client {
+        id: new_id(),
+        name: name.to_owned(),
+        created_at: now,
+        updated_at: now,
+    };
     let mut tx = db.begin().await?;
     let mut sql = Sql::new("INSERT INTO clients (id, name, created_at, updated_at) VALUES (");
-    sql.bind(&client.id).push(", ").bind(name).push(", ").bind(now).push(", ").bind(now).push(")");
+    sql.bind(&client.id)
+        .push(", ")
+        .bind(name)
+        .push(", ")
+        .bind(now)
+        .push(", ")
+        .bind(now)
+        .push(")");
     sql.query()
         .execute(&mut *tx)
         .await
@@ -91,7 +106,13 @@ pub async fn create_client(db: &Db, actor: &Actor, name: &str) -> Result<Client>
 }
 
 /// Rename a client visible in `scope`.
-pub async fn rename_client(db: &Db, scope: &Scope, actor: &Actor, id: &str, name: &str) -> Result<Client> {
+pub async fn rename_client(
+    db: &Db,
+    scope: &Scope,
+    actor: &Actor,
+    id: &str,
+    name: &str,
+) -> Result<Client> {
     let mut tx = db.begin().await?;
     let mut sql = Sql::new("SELECT name FROM clients WHERE id = ");
     sql.bind(id);
@@ -104,7 +125,11 @@ pub async fn rename_client(db: &Db, scope: &Scope, actor: &Actor, id: &str, name
         .transpose()?
         .ok_or(Error::NotFound("client"))?;
     let mut up = Sql::new("UPDATE clients SET name = ");
-    up.bind(name).push(", updated_at = ").bind(now_ms()).push(" WHERE id = ").bind(id);
+    up.bind(name)
+        .push(", updated_at = ")
+        .bind(now_ms())
+        .push(" WHERE id = ")
+        .bind(id);
     up.query()
         .execute(&mut *tx)
         .await
@@ -139,7 +164,11 @@ pub async fn delete_client(db: &Db, scope: &Scope, actor: &Actor, id: &str) -> R
         .transpose()?
         .ok_or(Error::NotFound("client"))?;
     let mut left = Vec::new();
-    for (table, what) in [("sites", "site"), ("users", "user"), ("api_tokens", "API token")] {
+    for (table, what) in [
+        ("sites", "site"),
+        ("users", "user"),
+        ("api_tokens", "API token"),
+    ] {
         let mut c = Sql::new(&format!("SELECT COUNT(*) FROM {table} WHERE client_id = "));
         c.bind(id);
         let n = c.fetch_i64(&mut *tx).await?;
@@ -150,7 +179,10 @@ pub async fn delete_client(db: &Db, scope: &Scope, actor: &Actor, id: &str) -> R
     if !left.is_empty() {
         return Err(Error::conflict(
             "client_not_empty",
-            format!("client {name:?} still has {}; delete them first", left.join(", ")),
+            format!(
+                "client {name:?} still has {}; delete them first",
+                left.join(", ")
+            ),
         ));
     }
     let mut del = Sql::new("DELETE FROM clients WHERE id = ");
@@ -188,7 +220,10 @@ pub async fn get_site(db: &Db, scope: &Scope, id: &str) -> Result<Site> {
     let mut sql = Sql::new(SITE_SELECT);
     sql.push(" AND s.id = ").bind(id);
     scope.restrict(&mut sql, "s.client_id");
-    sql.query_as::<Site>().fetch_optional(db.pool()).await?.ok_or(Error::NotFound("site"))
+    sql.query_as::<Site>()
+        .fetch_optional(db.pool())
+        .await?
+        .ok_or(Error::NotFound("site"))
 }
 
 fn duplicate_site(name: &str) -> String {
@@ -196,12 +231,19 @@ fn duplicate_site(name: &str) -> String {
 }
 
 /// Create a site in a client visible in `scope`.
-pub async fn create_site(db: &Db, scope: &Scope, actor: &Actor, client_id: &str, name: &str) -> Result<Site> {
+pub async fn create_site(
+    db: &Db,
+    scope: &Scope,
+    actor: &Actor,
+    client_id: &str,
+    name: &str,
+) -> Result<Site> {
     get_client(db, scope, client_id).await?;
     let now = now_ms();
     let id = new_id();
     let mut tx = db.begin().await?;
-    let mut sql = Sql::new("INSERT INTO sites (id, client_id, name, created_at, updated_at) VALUES (");
+    let mut sql =
+        Sql::new("INSERT INTO sites (id, client_id, name, created_at, updated_at) VALUES (");
     sql.bind(&id)
         .push(", ")
         .bind(client_id)
@@ -233,11 +275,21 @@ pub async fn create_site(db: &Db, scope: &Scope, actor: &Actor, client_id: &str,
 }
 
 /// Rename a site visible in `scope`.
-pub async fn rename_site(db: &Db, scope: &Scope, actor: &Actor, id: &str, name: &str) -> Result<Site> {
+pub async fn rename_site(
+    db: &Db,
+    scope: &Scope,
+    actor: &Actor,
+    id: &str,
+    name: &str,
+) -> Result<Site> {
     let site = get_site(db, scope, id).await?;
     let mut tx = db.begin().await?;
     let mut up = Sql::new("UPDATE sites SET name = ");
-    up.bind(name).push(", updated_at = ").bind(now_ms()).push(" WHERE id = ").bind(id);
+    up.bind(name)
+        .push(", updated_at = ")
+        .bind(now_ms())
+        .push(" WHERE id = ")
+        .bind(id);
     up.query()
         .execute(&mut *tx)
         .await
@@ -268,7 +320,11 @@ pub async fn delete_site(db: &Db, scope: &Scope, actor: &Actor, id: &str) -> Res
     if n > 0 {
         return Err(Error::conflict(
             "site_not_empty",
-            format!("site {:?} still has {n} agent{}; move or delete them first", site.name, if n == 1 { "" } else { "s" }),
+            format!(
+                "site {:?} still has {n} agent{}; move or delete them first",
+                site.name,
+                if n == 1 { "" } else { "s" }
+            ),
         ));
     }
     let mut del = Sql::new("DELETE FROM enrollment_tokens WHERE site_id = ");

@@ -61,23 +61,37 @@ const COLUMNS: &str = "id, token_prefix, client_id, site_id, description, labels
 
 /// Enrollment tokens visible in `scope`, optionally of one site, newest first.
 pub async fn list(db: &Db, scope: &Scope, site_id: Option<&str>) -> Result<Vec<EnrollmentToken>> {
-    let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM enrollment_tokens WHERE 1 = 1"));
+    let mut sql = Sql::new(&format!(
+        "SELECT {COLUMNS} FROM enrollment_tokens WHERE 1 = 1"
+    ));
     scope.restrict(&mut sql, "client_id");
     if let Some(s) = site_id {
         sql.push(" AND site_id = ").bind(s);
     }
     sql.push(" ORDER BY created_at DESC, id DESC");
     let now = now_ms();
-    Ok(sql.query_as::<EnrollmentToken>().fetch_all(db.pool()).await?.into_iter().map(|t| t.with_state(now)).collect())
+    Ok(sql
+        .query_as::<EnrollmentToken>()
+        .fetch_all(db.pool())
+        .await?
+        .into_iter()
+        .map(|t| t.with_state(now))
+        .collect())
 }
 
 /// One enrollment token, if visible in `scope`.
 pub async fn get(db: &Db, scope: &Scope, id: &str) -> Result<EnrollmentToken> {
-    let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM enrollment_tokens WHERE id = "));
+    let mut sql = Sql::new(&format!(
+        "SELECT {COLUMNS} FROM enrollment_tokens WHERE id = "
+    ));
     sql.bind(id);
     scope.restrict(&mut sql, "client_id");
-    let t = sql.query_as::<EnrollmentToken>().fetch_optional(db.pool()).await?;
-    t.map(|t| t.with_state(now_ms())).ok_or(Error::NotFound("enrollment token"))
+    let t = sql
+        .query_as::<EnrollmentToken>()
+        .fetch_optional(db.pool())
+        .await?;
+    t.map(|t| t.with_state(now_ms()))
+        .ok_or(Error::NotFound("enrollment token"))
 }
 
 /// A new enrollment token's stored fields.
@@ -92,7 +106,12 @@ pub struct NewToken<'a> {
 }
 
 /// Store a new enrollment token for a site visible in `scope`.
-pub async fn create(db: &Db, scope: &Scope, actor: &Actor, t: NewToken<'_>) -> Result<EnrollmentToken> {
+pub async fn create(
+    db: &Db,
+    scope: &Scope,
+    actor: &Actor,
+    t: NewToken<'_>,
+) -> Result<EnrollmentToken> {
     let site = super::clients::get_site(db, scope, t.site_id).await?;
     let id = new_id();
     let now = now_ms();
@@ -148,7 +167,10 @@ pub async fn create(db: &Db, scope: &Scope, actor: &Actor, t: NewToken<'_>) -> R
 pub async fn revoke(db: &Db, scope: &Scope, actor: &Actor, id: &str) -> Result<EnrollmentToken> {
     let token = get(db, scope, id).await?;
     if token.revoked_at.is_some() {
-        return Err(Error::conflict("already_revoked", "this enrollment token is already revoked"));
+        return Err(Error::conflict(
+            "already_revoked",
+            "this enrollment token is already revoked",
+        ));
     }
     let mut tx = db.begin().await?;
     let mut up = Sql::new("UPDATE enrollment_tokens SET revoked_at = ");
@@ -245,7 +267,11 @@ pub async fn enroll(
          FROM enrollment_tokens WHERE token_hash = ",
     );
     sel.bind(token_hash);
-    let token = sel.query_as::<TokenRow>().fetch_optional(&mut *tx).await?.ok_or(EnrollError::Invalid)?;
+    let token = sel
+        .query_as::<TokenRow>()
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(EnrollError::Invalid)?;
     if token.revoked_at.is_some() {
         return Err(EnrollError::Revoked);
     }
@@ -257,13 +283,16 @@ pub async fn enroll(
     }
     // The guard in the WHERE clause makes concurrent enrollments unable to overspend.
     let mut spend = Sql::new("UPDATE enrollment_tokens SET uses = uses + 1 WHERE id = ");
-    spend.bind(&token.id).push(" AND uses < max_uses AND revoked_at IS NULL");
+    spend
+        .bind(&token.id)
+        .push(" AND uses < max_uses AND revoked_at IS NULL");
     if spend.query().execute(&mut *tx).await?.rows_affected() != 1 {
         return Err(EnrollError::Exhausted);
     }
 
     let mut labels = facts.labels.clone();
-    let token_labels: BTreeMap<String, String> = serde_json::from_str(&token.labels).unwrap_or_default();
+    let token_labels: BTreeMap<String, String> =
+        serde_json::from_str(&token.labels).unwrap_or_default();
     labels.extend(token_labels);
 
     let candidate_id = new_id();
@@ -323,7 +352,11 @@ pub async fn enroll(
         &mut tx,
         &actor,
         Change {
-            action: if new_agent { "agent.enroll" } else { "agent.reenroll" },
+            action: if new_agent {
+                "agent.enroll"
+            } else {
+                "agent.reenroll"
+            },
             target_type: "agent",
             target_id: Some(&agent_id),
             client_id: Some(&token.client_id),
@@ -335,5 +368,10 @@ pub async fn enroll(
     )
     .await?;
     tx.commit().await?;
-    Ok(Enrolled { agent_id, new_agent, client_id: token.client_id, site_id: token.site_id })
+    Ok(Enrolled {
+        agent_id,
+        new_agent,
+        client_id: token.client_id,
+        site_id: token.site_id,
+    })
 }

@@ -94,18 +94,31 @@ pub enum Error {
 
 impl Error {
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
-        Error::Conflict { code, message: message.into() }
+        Error::Conflict {
+            code,
+            message: message.into(),
+        }
     }
     pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
-        Error::Invalid { code, message: message.into() }
+        Error::Invalid {
+            code,
+            message: message.into(),
+        }
     }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Map a unique-constraint violation to a 409 conflict, pass other errors through.
-pub(crate) fn on_unique(err: sqlx::Error, code: &'static str, message: impl FnOnce() -> String) -> Error {
-    let unique = err.as_database_error().map(|e| e.is_unique_violation()).unwrap_or(false);
+pub(crate) fn on_unique(
+    err: sqlx::Error,
+    code: &'static str,
+    message: impl FnOnce() -> String,
+) -> Error {
+    let unique = err
+        .as_database_error()
+        .map(|e| e.is_unique_violation())
+        .unwrap_or(false);
     if unique {
         Error::conflict(code, message())
     } else {
@@ -168,7 +181,10 @@ pub struct Sql {
 
 impl Sql {
     pub fn new(text: &str) -> Self {
-        Sql { text: text.to_owned(), binds: Vec::new() }
+        Sql {
+            text: text.to_owned(),
+            binds: Vec::new(),
+        }
     }
 
     /// Append raw SQL text (never user input).
@@ -207,7 +223,10 @@ impl Sql {
     /// A new statement: `prefix` followed by this one's text, with the same binds. Used to
     /// run one `WHERE` clause both as `SELECT COUNT(*)` and as the page query.
     pub fn prefixed(&self, prefix: &str) -> Sql {
-        Sql { text: format!("{prefix}{}", self.text), binds: self.binds.clone() }
+        Sql {
+            text: format!("{prefix}{}", self.text),
+            binds: self.binds.clone(),
+        }
     }
 
     /// Fetch a single `COUNT(*)`-like integer.
@@ -273,7 +292,11 @@ impl Db {
         if kind == DbKind::Sqlite {
             if url.contains(":memory:") || url.contains("mode=memory") {
                 // Every connection to an in-memory database is a database of its own.
-                opts = opts.max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None);
+                opts = opts
+                    .max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None);
             }
             opts = opts.after_connect(|conn, _meta| {
                 Box::pin(async move {
@@ -341,7 +364,10 @@ fn prepare_url(url: &str) -> anyhow::Result<(DbKind, String)> {
         if let Some(dir) = Path::new(path).parent() {
             if !dir.as_os_str().is_empty() {
                 std::fs::create_dir_all(dir).map_err(|e| {
-                    anyhow::anyhow!("cannot create the database directory {}: {e}", dir.display())
+                    anyhow::anyhow!(
+                        "cannot create the database directory {}: {e}",
+                        dir.display()
+                    )
                 })?;
             }
         }
@@ -386,7 +412,10 @@ mod tests {
     #[test]
     fn sql_numbers_placeholders() {
         let mut s = Sql::new("SELECT 1 WHERE a = ");
-        s.bind("x").push(" AND b IN (").bind_list([1i64, 2]).push(")");
+        s.bind("x")
+            .push(" AND b IN (")
+            .bind_list([1i64, 2])
+            .push(")");
         assert_eq!(s.text(), "SELECT 1 WHERE a = $1 AND b IN ($2, $3)");
     }
 
@@ -417,8 +446,11 @@ pub mod ser {
     pub fn rfc3339(ms: i64) -> String {
         let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
             .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-        let t = t.replace_nanosecond((ms.rem_euclid(1000) as u32) * 1_000_000).unwrap_or(t);
-        t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+        let t = t
+            .replace_nanosecond((ms.rem_euclid(1000) as u32) * 1_000_000)
+            .unwrap_or(t);
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
     }
 
     pub fn ts<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {

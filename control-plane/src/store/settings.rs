@@ -4,9 +4,16 @@ use super::{Db, Sql};
 
 /// The value of `key`, created with `init()` on first use. Concurrent first uses (several
 /// replicas starting together) agree on one value: the insert that loses is ignored.
-pub async fn get_or_init(db: &Db, key: &str, init: impl FnOnce() -> String) -> sqlx::Result<String> {
+pub async fn get_or_init(
+    db: &Db,
+    key: &str,
+    init: impl FnOnce() -> String,
+) -> sqlx::Result<String> {
     let mut ins = Sql::new("INSERT INTO settings (key, value) VALUES (");
-    ins.bind(key).push(", ").bind(init()).push(") ON CONFLICT (key) DO NOTHING");
+    ins.bind(key)
+        .push(", ")
+        .bind(init())
+        .push(") ON CONFLICT (key) DO NOTHING");
     ins.query().execute(db.pool()).await?;
     let mut sel = Sql::new("SELECT value FROM settings WHERE key = ");
     sel.bind(key);

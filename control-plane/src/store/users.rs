@@ -38,7 +38,10 @@ const USER_COLUMNS: &str = "id, email, role, client_id, created_at, updated_at";
 pub async fn find_login(db: &Db, email: &str) -> Result<Option<LoginUser>> {
     let mut sql = Sql::new("SELECT id, password_hash FROM users WHERE email = ");
     sql.bind(email.to_lowercase());
-    Ok(sql.query_as::<LoginUser>().fetch_optional(db.pool()).await?)
+    Ok(sql
+        .query_as::<LoginUser>()
+        .fetch_optional(db.pool())
+        .await?)
 }
 
 /// Users visible in `scope`, by email.
@@ -54,7 +57,10 @@ pub async fn get_user(db: &Db, scope: &Scope, id: &str) -> Result<User> {
     let mut sql = Sql::new(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = "));
     sql.bind(id);
     scope.restrict(&mut sql, "client_id");
-    sql.query_as::<User>().fetch_optional(db.pool()).await?.ok_or(Error::NotFound("user"))
+    sql.query_as::<User>()
+        .fetch_optional(db.pool())
+        .await?
+        .ok_or(Error::NotFound("user"))
 }
 
 /// Audit scope of a user or token: its client, or none for all-clients credentials.
@@ -96,10 +102,11 @@ pub async fn create_user(
         .push(", ")
         .bind(now)
         .push(")");
-    sql.query()
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| on_unique(e, "duplicate_email", || format!("a user with email {email:?} already exists")))?;
+    sql.query().execute(&mut *tx).await.map_err(|e| {
+        on_unique(e, "duplicate_email", || {
+            format!("a user with email {email:?} already exists")
+        })
+    })?;
     audit::record(
         &mut tx,
         actor,
@@ -113,7 +120,14 @@ pub async fn create_user(
     )
     .await?;
     tx.commit().await?;
-    Ok(User { id, email, role: role.to_owned(), client_id: client_id.map(str::to_owned), created_at: now, updated_at: now })
+    Ok(User {
+        id,
+        email,
+        role: role.to_owned(),
+        client_id: client_id.map(str::to_owned),
+        created_at: now,
+        updated_at: now,
+    })
 }
 
 /// Changes to a user; `None` leaves a field as it is. `client_id: Some(None)` = all clients.
@@ -125,13 +139,21 @@ pub struct UserUpdate {
 }
 
 async fn global_admins_other_than(tx: &mut Tx, id: &str) -> sqlx::Result<i64> {
-    let mut c = Sql::new("SELECT COUNT(*) FROM users WHERE role = 'admin' AND client_id IS NULL AND id <> ");
+    let mut c = Sql::new(
+        "SELECT COUNT(*) FROM users WHERE role = 'admin' AND client_id IS NULL AND id <> ",
+    );
     c.bind(id);
     c.fetch_i64(&mut **tx).await
 }
 
 /// Update a user visible in `scope`. Refuses to take away the last all-clients admin.
-pub async fn update_user(db: &Db, scope: &Scope, actor: &Actor, id: &str, up: UserUpdate) -> Result<User> {
+pub async fn update_user(
+    db: &Db,
+    scope: &Scope,
+    actor: &Actor,
+    id: &str,
+    up: UserUpdate,
+) -> Result<User> {
     let user = get_user(db, scope, id).await?;
     if let Some(Some(c)) = &up.client_id {
         super::clients::get_client(db, scope, c).await?;
@@ -139,12 +161,18 @@ pub async fn update_user(db: &Db, scope: &Scope, actor: &Actor, id: &str, up: Us
     let mut tx = db.begin().await?;
     let was_global_admin = user.role == "admin" && user.client_id.is_none();
     let new_role = up.role.clone().unwrap_or_else(|| user.role.clone());
-    let new_client = up.client_id.clone().unwrap_or_else(|| user.client_id.clone());
+    let new_client = up
+        .client_id
+        .clone()
+        .unwrap_or_else(|| user.client_id.clone());
     if was_global_admin
         && (new_role != "admin" || new_client.is_some())
         && global_admins_other_than(&mut tx, id).await? == 0
     {
-        return Err(Error::conflict("last_admin", "this is the last admin for all clients; create another first"));
+        return Err(Error::conflict(
+            "last_admin",
+            "this is the last admin for all clients; create another first",
+        ));
     }
     let mut sql = Sql::new("UPDATE users SET updated_at = ");
     sql.bind(now_ms());
@@ -155,7 +183,10 @@ pub async fn update_user(db: &Db, scope: &Scope, actor: &Actor, id: &str, up: Us
     }
     if let Some(c) = &up.client_id {
         sql.push(", client_id = ").bind(c.clone());
-        details.insert("client_id".into(), json!({ "old": user.client_id, "new": c }));
+        details.insert(
+            "client_id".into(),
+            json!({ "old": user.client_id, "new": c }),
+        );
     }
     if let Some(h) = &up.password_hash {
         sql.push(", password_hash = ").bind(h);
@@ -183,8 +214,14 @@ pub async fn update_user(db: &Db, scope: &Scope, actor: &Actor, id: &str, up: Us
 pub async fn delete_user(db: &Db, scope: &Scope, actor: &Actor, id: &str) -> Result<()> {
     let user = get_user(db, scope, id).await?;
     let mut tx = db.begin().await?;
-    if user.role == "admin" && user.client_id.is_none() && global_admins_other_than(&mut tx, id).await? == 0 {
-        return Err(Error::conflict("last_admin", "this is the last admin for all clients; create another first"));
+    if user.role == "admin"
+        && user.client_id.is_none()
+        && global_admins_other_than(&mut tx, id).await? == 0
+    {
+        return Err(Error::conflict(
+            "last_admin",
+            "this is the last admin for all clients; create another first",
+        ));
     }
     let mut del = Sql::new("DELETE FROM users WHERE id = ");
     del.bind(id);
@@ -237,7 +274,9 @@ const TOKEN_COLUMNS: &str =
 
 /// API tokens visible in `scope`, newest first.
 pub async fn list_api_tokens(db: &Db, scope: &Scope) -> Result<Vec<ApiToken>> {
-    let mut sql = Sql::new(&format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE 1 = 1"));
+    let mut sql = Sql::new(&format!(
+        "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE 1 = 1"
+    ));
     scope.restrict(&mut sql, "client_id");
     sql.push(" ORDER BY created_at DESC, id DESC");
     Ok(sql.query_as::<ApiToken>().fetch_all(db.pool()).await?)
@@ -245,10 +284,15 @@ pub async fn list_api_tokens(db: &Db, scope: &Scope) -> Result<Vec<ApiToken>> {
 
 /// One API token, if visible in `scope`.
 pub async fn get_api_token(db: &Db, scope: &Scope, id: &str) -> Result<ApiToken> {
-    let mut sql = Sql::new(&format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = "));
+    let mut sql = Sql::new(&format!(
+        "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = "
+    ));
     sql.bind(id);
     scope.restrict(&mut sql, "client_id");
-    sql.query_as::<ApiToken>().fetch_optional(db.pool()).await?.ok_or(Error::NotFound("API token"))
+    sql.query_as::<ApiToken>()
+        .fetch_optional(db.pool())
+        .await?
+        .ok_or(Error::NotFound("API token"))
 }
 
 /// A new API token's stored fields.
@@ -262,7 +306,12 @@ pub struct NewApiToken<'a> {
 }
 
 /// Store a new API token (its hash). `client_id` must be visible in `scope`.
-pub async fn create_api_token(db: &Db, scope: &Scope, actor: &Actor, t: NewApiToken<'_>) -> Result<ApiToken> {
+pub async fn create_api_token(
+    db: &Db,
+    scope: &Scope,
+    actor: &Actor,
+    t: NewApiToken<'_>,
+) -> Result<ApiToken> {
     if let Some(c) = t.client_id {
         super::clients::get_client(db, scope, c).await?;
     }
@@ -312,7 +361,10 @@ pub async fn create_api_token(db: &Db, scope: &Scope, actor: &Actor, t: NewApiTo
 pub async fn revoke_api_token(db: &Db, scope: &Scope, actor: &Actor, id: &str) -> Result<ApiToken> {
     let token = get_api_token(db, scope, id).await?;
     if token.revoked_at.is_some() {
-        return Err(Error::conflict("already_revoked", "this API token is already revoked"));
+        return Err(Error::conflict(
+            "already_revoked",
+            "this API token is already revoked",
+        ));
     }
     let mut tx = db.begin().await?;
     let mut up = Sql::new("UPDATE api_tokens SET revoked_at = ");
@@ -348,12 +400,17 @@ pub struct TokenAuth {
 /// minute, to keep reads from turning into writes).
 pub async fn authenticate_api_token(db: &Db, hash: &str) -> Result<Option<TokenAuth>> {
     let now = now_ms();
-    let mut sql = Sql::new("SELECT id, name, role, client_id, last_used_at FROM api_tokens WHERE token_hash = ");
+    let mut sql = Sql::new(
+        "SELECT id, name, role, client_id, last_used_at FROM api_tokens WHERE token_hash = ",
+    );
     sql.bind(hash)
         .push(" AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ")
         .bind(now)
         .push(")");
-    let found = sql.query_as::<TokenAuth>().fetch_optional(db.pool()).await?;
+    let found = sql
+        .query_as::<TokenAuth>()
+        .fetch_optional(db.pool())
+        .await?;
     if let Some(t) = &found {
         if t.last_used_at.map(|l| now - l > 60_000).unwrap_or(true) {
             let mut up = Sql::new("UPDATE api_tokens SET last_used_at = ");

@@ -1,0 +1,613 @@
+//! The role matrix: every route × every role (all clients, or client A) × an object of
+//! client A or client B, asserting the exact status. The rule under test, also written down in
+//! `src/authz.rs`:
+//!
+//! 1. no credential → 401;
+//! 2. a role below the route's → 403; an all-clients-only route with a client-scoped caller → 403;
+//! 3. an object of another client with a client-scoped caller → 404, as if it did not exist;
+//! 4. otherwise the route's success status.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::backend_tests;
+use crate::common::{id, Backend, Server};
+
+backend_tests!(role_matrix, scoped_callers_see_only_their_client);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Role {
+    Viewer,
+    Operator,
+    Admin,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Owner {
+    Own,
+    Other,
+}
+
+/// What a route needs.
+#[derive(Clone, Copy, Debug)]
+enum Need {
+    /// No credential needed (credentials are in the body, or none at all).
+    Public,
+    Min(Role),
+    /// The role, for all clients.
+    AllClients(Role),
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    method: &'static str,
+    route: &'static str,
+    need: Need,
+    /// The target belongs to a client (own or other).
+    owned: bool,
+    success: u16,
+}
+
+const fn case(
+    method: &'static str,
+    route: &'static str,
+    need: Need,
+    owned: bool,
+    success: u16,
+) -> Case {
+    Case {
+        method,
+        route,
+        need,
+        owned,
+        success,
+    }
+}
+
+use Need::*;
+use Role::*;
+
+/// Every route of the API.
+const CASES: &[Case] = &[
+    case("GET", "/healthz", Public, false, 200),
+    case("GET", "/readyz", Public, false, 200),
+    case("GET", "/metrics", Public, false, 200),
+    case("GET", "/api/v1/openapi.json", Public, false, 200),
+    case("POST", "/api/v1/auth/login", Public, false, 200),
+    case("GET", "/api/v1/auth/me", Min(Viewer), false, 200),
+    case("POST", "/api/v1/enroll", Public, false, 201),
+    case("GET", "/api/v1/clients", Min(Viewer), false, 200),
+    case("POST", "/api/v1/clients", AllClients(Admin), false, 201),
+    case("GET", "/api/v1/clients/{id}", Min(Viewer), true, 200),
+    case("PATCH", "/api/v1/clients/{id}", Min(Admin), true, 200),
+    case(
+        "DELETE",
+        "/api/v1/clients/{id}",
+        AllClients(Admin),
+        false,
+        204,
+    ),
+    case("GET", "/api/v1/clients/{id}/sites", Min(Viewer), true, 200),
+    case(
+        "POST",
+        "/api/v1/clients/{id}/sites",
+        Min(Operator),
+        true,
+        201,
+    ),
+    case("GET", "/api/v1/sites", Min(Viewer), false, 200),
+    case("GET", "/api/v1/sites/{id}", Min(Viewer), true, 200),
+    case("PATCH", "/api/v1/sites/{id}", Min(Operator), true, 200),
+    case("DELETE", "/api/v1/sites/{id}", Min(Operator), true, 204),
+    case("GET", "/api/v1/enrollment-tokens", Min(Viewer), false, 200),
+    case(
+        "POST",
+        "/api/v1/enrollment-tokens",
+        Min(Operator),
+        true,
+        201,
+    ),
+    case(
+        "GET",
+        "/api/v1/enrollment-tokens/{id}",
+        Min(Viewer),
+        true,
+        200,
+    ),
+    case(
+        "DELETE",
+        "/api/v1/enrollment-tokens/{id}",
+        Min(Operator),
+        true,
+        200,
+    ),
+    case("GET", "/api/v1/agents", Min(Viewer), false, 200),
+    case("GET", "/api/v1/agents/{id}", Min(Viewer), true, 200),
+    case("PATCH", "/api/v1/agents/{id}", Min(Operator), true, 200),
+    case("DELETE", "/api/v1/agents/{id}", Min(Operator), true, 204),
+    case("GET", "/api/v1/sd/prometheus", Min(Viewer), false, 200),
+    case("GET", "/api/v1/users", Min(Admin), false, 200),
+    case("POST", "/api/v1/users", Min(Admin), true, 201),
+    case("GET", "/api/v1/users/{id}", Min(Admin), true, 200),
+    case("PATCH", "/api/v1/users/{id}", Min(Admin), true, 200),
+    case("DELETE", "/api/v1/users/{id}", Min(Admin), true, 204),
+    case("GET", "/api/v1/api-tokens", Min(Admin), false, 200),
+    case("POST", "/api/v1/api-tokens", Min(Admin), true, 201),
+    case("GET", "/api/v1/api-tokens/{id}", Min(Admin), true, 200),
+    case("DELETE", "/api/v1/api-tokens/{id}", Min(Admin), true, 200),
+    case("GET", "/api/v1/audit-log", Min(Admin), false, 200),
+];
+
+/// The routes the matrix covers, for the OpenAPI test.
+pub fn matrix_routes() -> Vec<(String, String)> {
+    CASES
+        .iter()
+        .map(|c| (c.method.to_owned(), c.route.to_owned()))
+        .collect()
+}
+
+/// A caller: `None` = no credential; otherwise role and whether limited to client A.
+type Caller = Option<(Role, bool)>;
+
+fn expected(c: &Case, caller: Caller, owner: Owner) -> u16 {
+    let (role, scoped) = match (c.need, caller) {
+        (Public, _) => return c.success,
+        (_, None) => return 401,
+        (_, Some(rs)) => rs,
+    };
+    let (min, all_only) = match c.need {
+        Min(r) => (r, false),
+        AllClients(r) => (r, true),
+        Public => unreachable!(),
+    };
+    if role < min || (all_only && scoped) {
+        403
+    } else if c.owned && scoped && owner == Owner::Other {
+        404
+    } else {
+        c.success
+    }
+}
+
+/// Objects of clients A and B.
+struct Fixture {
+    client: [String; 2],
+    site: [String; 2],
+    agent: [String; 2],
+    etoken: [String; 2],
+    user: [String; 2],
+    api_token: [String; 2],
+}
+
+fn idx(o: Owner) -> usize {
+    match o {
+        Owner::Own => 0,
+        Owner::Other => 1,
+    }
+}
+
+async fn fixture(s: &Server) -> Fixture {
+    let mut f = Fixture {
+        client: Default::default(),
+        site: Default::default(),
+        agent: Default::default(),
+        etoken: Default::default(),
+        user: Default::default(),
+        api_token: Default::default(),
+    };
+    for (i, name) in ["A", "B"].iter().enumerate() {
+        f.client[i] = s.new_client(&format!("Client {name}")).await;
+        f.site[i] = s.new_site(&f.client[i], "Main").await;
+        f.agent[i] = s
+            .new_agent(
+                &f.site[i],
+                &format!("host-{name}"),
+                json!({"metrics_address": "127.0.0.1:9"}),
+            )
+            .await
+            .0;
+        f.etoken[i] = s.new_enrollment_token(&f.site[i], json!({})).await.0;
+        f.user[i] = id(&s
+            .create("/api/v1/users", &s.admin, json!({"email": format!("fixture-{name}@example.com"), "password": "password-123", "role": "viewer", "client_id": f.client[i]}))
+            .await);
+        f.api_token[i] = id(&s
+            .create(
+                "/api/v1/api-tokens",
+                &s.admin,
+                json!({"name": format!("fixture {name}"), "client_id": f.client[i]}),
+            )
+            .await);
+    }
+    f
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// The concrete path and body for one call; creates fresh objects for destructive calls.
+async fn prepare(s: &Server, f: &Fixture, c: &Case, owner: Owner) -> (String, Option<Value>) {
+    let i = idx(owner);
+    let fresh_site = || async { s.new_site(&f.client[i], &unique("site")).await };
+    match (c.method, c.route) {
+        ("POST", "/api/v1/auth/login") => (
+            c.route.into(),
+            Some(
+                json!({"email": crate::common::ADMIN_EMAIL, "password": crate::common::ADMIN_PASSWORD}),
+            ),
+        ),
+        ("POST", "/api/v1/enroll") => {
+            let (_, t) = s.new_enrollment_token(&f.site[i], json!({})).await;
+            (
+                c.route.into(),
+                Some(
+                    json!({"token": t, "host_id": unique("h"), "hostname": "x", "os": "linux", "arch": "x86_64", "agent_version": "1"}),
+                ),
+            )
+        }
+        ("POST", "/api/v1/clients") => (c.route.into(), Some(json!({"name": unique("client")}))),
+        ("DELETE", "/api/v1/clients/{id}") => {
+            let fresh = s.new_client(&unique("doomed")).await;
+            (format!("/api/v1/clients/{fresh}"), None)
+        }
+        ("PATCH", "/api/v1/clients/{id}") => (
+            format!("/api/v1/clients/{}", f.client[i]),
+            Some(json!({"name": unique("renamed")})),
+        ),
+        ("POST", "/api/v1/clients/{id}/sites") => (
+            format!("/api/v1/clients/{}/sites", f.client[i]),
+            Some(json!({"name": unique("site")})),
+        ),
+        ("PATCH", "/api/v1/sites/{id}") => (
+            format!("/api/v1/sites/{}", f.site[i]),
+            Some(json!({"name": unique("renamed")})),
+        ),
+        ("DELETE", "/api/v1/sites/{id}") => (format!("/api/v1/sites/{}", fresh_site().await), None),
+        ("POST", "/api/v1/enrollment-tokens") => {
+            (c.route.into(), Some(json!({"site_id": f.site[i]})))
+        }
+        ("DELETE", "/api/v1/enrollment-tokens/{id}") => {
+            let (t, _) = s.new_enrollment_token(&f.site[i], json!({})).await;
+            (format!("/api/v1/enrollment-tokens/{t}"), None)
+        }
+        ("PATCH", "/api/v1/agents/{id}") => (
+            format!("/api/v1/agents/{}", f.agent[i]),
+            Some(json!({"labels": {"k": unique("v")}})),
+        ),
+        ("DELETE", "/api/v1/agents/{id}") => {
+            let (a, _) = s.new_agent(&f.site[i], &unique("doomed"), json!({})).await;
+            (format!("/api/v1/agents/{a}"), None)
+        }
+        ("POST", "/api/v1/users") => (
+            c.route.into(),
+            Some(
+                json!({"email": format!("{}@example.com", unique("u")), "password": "password-123", "role": "viewer", "client_id": f.client[i]}),
+            ),
+        ),
+        ("PATCH", "/api/v1/users/{id}") => (
+            format!("/api/v1/users/{}", f.user[i]),
+            Some(json!({"role": "viewer"})),
+        ),
+        ("DELETE", "/api/v1/users/{id}") => {
+            let u = id(&s
+                .create("/api/v1/users", &s.admin, json!({"email": format!("{}@example.com", unique("d")), "password": "password-123", "role": "viewer", "client_id": f.client[i]}))
+                .await);
+            (format!("/api/v1/users/{u}"), None)
+        }
+        ("POST", "/api/v1/api-tokens") => (
+            c.route.into(),
+            Some(json!({"name": unique("t"), "client_id": f.client[i]})),
+        ),
+        ("DELETE", "/api/v1/api-tokens/{id}") => {
+            let t = id(&s
+                .create(
+                    "/api/v1/api-tokens",
+                    &s.admin,
+                    json!({"name": unique("t"), "client_id": f.client[i]}),
+                )
+                .await);
+            (format!("/api/v1/api-tokens/{t}"), None)
+        }
+        (_, route) => {
+            let path = route
+                .replace("/clients/{id}", &format!("/clients/{}", f.client[i]))
+                .replace("/sites/{id}", &format!("/sites/{}", f.site[i]))
+                .replace(
+                    "/enrollment-tokens/{id}",
+                    &format!("/enrollment-tokens/{}", f.etoken[i]),
+                )
+                .replace("/agents/{id}", &format!("/agents/{}", f.agent[i]))
+                .replace("/users/{id}", &format!("/users/{}", f.user[i]))
+                .replace(
+                    "/api-tokens/{id}",
+                    &format!("/api-tokens/{}", f.api_token[i]),
+                );
+            assert!(!path.contains('{'), "no fixture for {route}");
+            (path, None)
+        }
+    }
+}
+
+async fn role_matrix(backend: Backend) {
+    let s = Server::start(&backend).await;
+    let f = fixture(&s).await;
+    // Callers: every role for all clients and for client A; plus no credential.
+    let mut callers: Vec<(Caller, Option<String>)> = vec![(None, None)];
+    for (role, name) in [(Viewer, "viewer"), (Operator, "operator"), (Admin, "admin")] {
+        for scoped in [false, true] {
+            let email = format!("{name}-{}@example.com", if scoped { "a" } else { "all" });
+            let client = scoped.then(|| f.client[0].as_str());
+            let (_, jwt) = s.new_user(&email, name, client).await;
+            callers.push((Some((role, scoped)), Some(jwt)));
+        }
+    }
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for c in CASES {
+        let owners: &[Owner] = if c.owned {
+            &[Owner::Own, Owner::Other]
+        } else {
+            &[Owner::Own]
+        };
+        for owner in owners {
+            for (caller, token) in &callers {
+                let (path, body) = prepare(&s, &f, c, *owner).await;
+                let method = Method::from_bytes(c.method.as_bytes()).unwrap();
+                let (st, v) = s.call(method, &path, token.as_deref(), body).await;
+                let want = expected(c, *caller, *owner);
+                checked += 1;
+                if st.as_u16() != want {
+                    failures.push(format!(
+                        "{} {} caller={caller:?} owner={owner:?}: got {st}, want {want}: {v}",
+                        c.method, c.route
+                    ));
+                } else if want >= 400 && v["error"]["code"].as_str().is_none() {
+                    failures.push(format!("{} {}: error without code: {v}", c.method, c.route));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} calls wrong:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(checked > 300, "{checked}");
+    s.finish().await;
+}
+
+async fn scoped_callers_see_only_their_client(backend: Backend) {
+    let s = Server::start(&backend).await;
+    let f = fixture(&s).await;
+    let (_, op_a) = s
+        .new_user("op-a@example.com", "operator", Some(&f.client[0]))
+        .await;
+    let (_, admin_a) = s
+        .new_user("admin-a@example.com", "admin", Some(&f.client[0]))
+        .await;
+
+    // The headline rule: a client-scoped operator gets 404 for another client's agent.
+    let (st, v) = s
+        .call(
+            Method::GET,
+            &format!("/api/v1/agents/{}", f.agent[1]),
+            Some(&op_a),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
+    assert_eq!(v["error"]["code"], "not_found");
+    let (st, _) = s
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/agents/{}", f.agent[1]),
+            Some(&op_a),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    // ... and cannot move its own agent into another client's site.
+    let (st, _) = s
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/agents/{}", f.agent[0]),
+            Some(&op_a),
+            Some(json!({"site_id": f.site[1]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+
+    let only = |v: &Value, key: &str, want: &str| {
+        let items = v["items"]
+            .as_array()
+            .unwrap_or_else(|| v.as_array().unwrap());
+        assert!(!items.is_empty(), "{v}");
+        for it in items {
+            assert_eq!(it[key], want, "{v}");
+        }
+    };
+    only(&s.get("/api/v1/clients", &op_a).await, "id", &f.client[0]);
+    only(
+        &s.get("/api/v1/sites", &op_a).await,
+        "client_id",
+        &f.client[0],
+    );
+    only(
+        &s.get("/api/v1/agents", &op_a).await,
+        "client_id",
+        &f.client[0],
+    );
+    only(
+        &s.get("/api/v1/enrollment-tokens", &op_a).await,
+        "client_id",
+        &f.client[0],
+    );
+    // A filter naming another client finds nothing rather than leaking.
+    let v = s
+        .get(&format!("/api/v1/agents?client_id={}", f.client[1]), &op_a)
+        .await;
+    assert_eq!(v["total"], 0);
+    let sd = s.get("/api/v1/sd/prometheus", &op_a).await;
+    assert_eq!(sd.as_array().unwrap().len(), 1);
+    assert_eq!(sd[0]["labels"]["client"], "Client A");
+    only(
+        &s.get("/api/v1/users", &admin_a).await,
+        "client_id",
+        &f.client[0],
+    );
+    only(
+        &s.get("/api/v1/api-tokens", &admin_a).await,
+        "client_id",
+        &f.client[0],
+    );
+    only(
+        &s.get("/api/v1/audit-log?limit=1000", &admin_a).await,
+        "client_id",
+        &f.client[0],
+    );
+    let all = s.get("/api/v1/audit-log?limit=1000", &s.admin).await;
+    assert!(
+        all["total"].as_i64().unwrap()
+            > s.get("/api/v1/audit-log", &admin_a).await["total"]
+                .as_i64()
+                .unwrap()
+    );
+
+    // A client-scoped admin cannot hand out the all-clients scope ...
+    let (st, v) = s
+        .call(
+            Method::POST,
+            "/api/v1/users",
+            Some(&admin_a),
+            Some(json!({"email": "x@example.com", "password": "password-123", "role": "admin"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    let (st, _) = s
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/users/{}", f.user[0]),
+            Some(&admin_a),
+            Some(json!({"client_id": null})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    // ... and its API tokens are limited to its client.
+    let t = s
+        .create(
+            "/api/v1/api-tokens",
+            &admin_a,
+            json!({"name": "automation"}),
+        )
+        .await;
+    assert_eq!(t["client_id"], f.client[0].as_str());
+    let token = t["token"].as_str().unwrap();
+    assert!(token.starts_with("rmm_at_"));
+    only(
+        &s.get("/api/v1/agents", token).await,
+        "client_id",
+        &f.client[0],
+    );
+    let me = s.get("/api/v1/auth/me", token).await;
+    assert_eq!(
+        (me["kind"].as_str(), me["role"].as_str()),
+        (Some("api_token"), Some("viewer"))
+    );
+    let (st, _) = s
+        .call(
+            Method::POST,
+            &format!("/api/v1/clients/{}/sites", f.client[0]),
+            Some(token),
+            Some(json!({"name": "x"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "a viewer token cannot write");
+    // Revoked: stops at once.
+    let (st, _) = s
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/api-tokens/{}", id(&t)),
+            Some(&admin_a),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, v) = s
+        .call(Method::GET, "/api/v1/agents", Some(token), None)
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+    assert!(
+        !s.get("/api/v1/api-tokens", &s.admin)
+            .await
+            .to_string()
+            .contains(token),
+        "secrets are never listed"
+    );
+
+    // A deleted user's login token stops working; a changed role applies at once.
+    let (uid, jwt) = s.new_user("temp@example.com", "operator", None).await;
+    s.create(
+        &format!("/api/v1/clients/{}/sites", f.client[0]),
+        &jwt,
+        json!({"name": "by temp"}),
+    )
+    .await;
+    let (st, _) = s
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/users/{uid}"),
+            Some(&s.admin),
+            Some(json!({"role": "viewer"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = s
+        .call(
+            Method::POST,
+            &format!("/api/v1/clients/{}/sites", f.client[0]),
+            Some(&jwt),
+            Some(json!({"name": "again"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = s
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/users/{uid}"),
+            Some(&s.admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, _) = s
+        .call(Method::GET, "/api/v1/auth/me", Some(&jwt), None)
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+
+    // The last all-clients admin cannot be removed or demoted.
+    let me = s.get("/api/v1/auth/me", &s.admin).await;
+    let (st, v) = s
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/users/{}", id(&me)),
+            Some(&s.admin),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("last_admin")),
+        "{v}"
+    );
+    let (st, _) = s
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/users/{}", id(&me)),
+            Some(&s.admin),
+            Some(json!({"role": "operator"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    s.finish().await;
+}
