@@ -2,44 +2,53 @@
 //! matching the `*` globs of the config's exclude lists.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
+use std::os::fd::AsRawFd;
 use std::path::Path;
 
 /// Reads a whole file into `buf` (cleared first), keeping `buf`'s allocation across calls.
 ///
-/// Unlike `std::fs::read_to_string` this skips the `statx`/`lseek` size probe std does before
-/// reading (useless for procfs, whose files report size 0), so a small procfs file costs
-/// `open` + one `read` + `close`: procfs generates `stat`-like files in one go and a short read
-/// ending in a newline is the whole file.
+/// Unlike `std::fs::read` this skips the `statx`/`lseek` size probe std does before reading
+/// (useless for procfs, whose files report size 0), so a small procfs file costs `open` + one
+/// `read` + `close`: see [`read_all`].
 pub fn read_file_into(path: &Path, buf: &mut Vec<u8>) -> io::Result<()> {
+    read_all(&File::open(path)?, buf)
+}
+
+/// Reads `file` from its current position to the end into `buf` (cleared first), straight into
+/// `buf`'s spare capacity. procfs generates files like `stat` whole on the first `read`, so a
+/// short read that ends in a newline is taken as the end without a second `read`. An empty
+/// file is an error (`UnexpectedEof`): a procfs file of an exiting process reads empty.
+pub fn read_all(file: &File, buf: &mut Vec<u8>) -> io::Result<()> {
     buf.clear();
-    let mut file = File::open(path)?;
-    if buf.capacity() < 4096 {
-        buf.reserve(4096);
+    if buf.capacity() < 1024 {
+        buf.reserve(1024);
     }
     loop {
-        let spare = buf.capacity() - buf.len();
-        if spare == 0 {
+        if buf.len() == buf.capacity() {
             buf.reserve(buf.capacity());
-            continue;
         }
-        let start = buf.len();
-        // Safe reading into spare capacity without unsafe: grow with zeros, then truncate.
-        buf.resize(start + spare, 0);
-        let n = match file.read(&mut buf[start..]) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                buf.truncate(start);
+        let spare = buf.spare_capacity_mut();
+        let asked = spare.len();
+        // SAFETY: `spare` is writable for `asked` bytes and read(2) writes at most that many;
+        // the fd stays open for the call because `file` is borrowed.
+        let n = unsafe { libc::read(file.as_raw_fd(), spare.as_mut_ptr().cast(), asked) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
-            Err(e) => {
-                buf.truncate(start);
-                return Err(e);
-            }
-        };
-        buf.truncate(start + n);
-        if n == 0 || (n < spare && buf.last() == Some(&b'\n')) {
-            return Ok(());
+            return Err(e);
+        }
+        let n = n as usize;
+        // SAFETY: read(2) initialised the first n bytes of the spare capacity.
+        unsafe { buf.set_len(buf.len() + n) };
+        if n == 0 || (n < asked && buf.last() == Some(&b'\n')) {
+            return if buf.is_empty() {
+                Err(io::ErrorKind::UnexpectedEof.into())
+            } else {
+                Ok(())
+            };
         }
     }
 }
@@ -140,6 +149,8 @@ mod tests {
         std::fs::write(&path, "no newline").unwrap();
         read_file_into(&path, &mut buf).unwrap();
         assert_eq!(buf, b"no newline");
+        std::fs::write(&path, "").unwrap();
+        assert!(read_file_into(&path, &mut buf).is_err());
         assert!(read_file_into(&dir.path().join("missing"), &mut buf).is_err());
     }
 }

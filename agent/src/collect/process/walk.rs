@@ -9,9 +9,13 @@
 //! is skipped, as is an entry whose `stat` cannot be read or parsed.
 
 use std::ffi::CString;
+use std::fs::File;
 use std::io;
+use std::os::fd::FromRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+
+use crate::util::read_all;
 
 /// What the walk keeps of one `/proc/PID/stat`. Times are in clock ticks, memory in pages
 /// (`rss`) and bytes (`vsize`).
@@ -203,12 +207,11 @@ impl Drop for Dir {
     }
 }
 
-/// Reads the file at `rel` (NUL-terminated, relative to `dirfd`) into `buf`: `openat` + `read`
-/// until a short read that ends in a newline (procfs generates these files whole) or EOF.
+/// Reads the file at `rel` (NUL-terminated, relative to `dirfd`) into `buf` with `openat`, so
+/// the kernel resolves only `PID/stat`, not the whole `/proc/PID/stat` path.
 pub fn read_at(dirfd: libc::c_int, rel: &[u8], buf: &mut Vec<u8>) -> io::Result<()> {
-    debug_assert_eq!(rel.last(), Some(&0));
-    buf.clear();
-    // SAFETY: rel is NUL-terminated (asserted above by construction of every caller).
+    assert_eq!(rel.last(), Some(&0), "path must be NUL-terminated");
+    // SAFETY: rel is NUL-terminated (asserted above).
     let fd = unsafe {
         libc::openat(
             dirfd,
@@ -219,42 +222,9 @@ pub fn read_at(dirfd: libc::c_int, rel: &[u8], buf: &mut Vec<u8>) -> io::Result<
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
-    let result = read_fd(fd, buf);
-    // SAFETY: fd is open and owned here.
-    unsafe { libc::close(fd) };
-    result
-}
-
-fn read_fd(fd: libc::c_int, buf: &mut Vec<u8>) -> io::Result<()> {
-    if buf.capacity() < 1024 {
-        buf.reserve(1024);
-    }
-    loop {
-        if buf.len() == buf.capacity() {
-            buf.reserve(buf.capacity());
-        }
-        let spare = buf.spare_capacity_mut();
-        // SAFETY: `spare` is writable for spare.len() bytes; read writes at most that many.
-        let n = unsafe { libc::read(fd, spare.as_mut_ptr().cast(), spare.len()) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        let n = n as usize;
-        let asked = spare.len();
-        // SAFETY: read initialised the first n bytes of the spare capacity.
-        unsafe { buf.set_len(buf.len() + n) };
-        if n == 0 || (n < asked && buf.last() == Some(&b'\n')) {
-            return if buf.is_empty() {
-                Err(io::Error::from(io::ErrorKind::UnexpectedEof))
-            } else {
-                Ok(())
-            };
-        }
-    }
+    // SAFETY: fd was just opened and is owned by nothing else; File closes it on drop.
+    let file = unsafe { File::from_raw_fd(fd) };
+    read_all(&file, buf)
 }
 
 #[cfg(test)]
