@@ -110,6 +110,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
+    if config.public_url.is_none() && addr.ip().is_unspecified() {
+        tracing::warn!(
+            addr = %addr,
+            "public_url is not set and the server listens on all interfaces: enrollment will hand \
+             agents an OpAMP URL with an unspecified address; set public_url"
+        );
+    }
     let state = AppState::new(config, addr).await?;
     serve_state(listener, state, shutdown).await
 }

@@ -246,6 +246,12 @@ async fn authenticate(state: &AppState, token: &str) -> Result<Principal, ApiErr
                 "the bearer token is not a valid login token or API token",
             ),
         })?;
+    if claims.typ != "user" {
+        return Err(ApiError::unauthorized(
+            "token_invalid",
+            "the bearer token is not a login token",
+        ));
+    }
     let user = match users::get_user(&state.db, &Scope::All, &claims.sub).await {
         Ok(u) => u,
         Err(store::Error::NotFound(_)) => {

@@ -69,6 +69,8 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             crate::metrics::track,
         ))
+        // One span per request (method and path; never headers or bodies, which carry secrets).
+        .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .with_state(state)
 }

@@ -8,6 +8,7 @@ use crate::backend_tests;
 use crate::common::{assert_error, require_tool, Backend, Server, TestDb};
 
 backend_tests!(
+    forwarded_for_is_used_only_when_trusted,
     metrics_pass_promtool,
     login_and_enroll_are_rate_limited,
     readyz_reports_a_lost_database
@@ -318,4 +319,52 @@ async fn cli_explains_itself_and_refuses_bad_settings() {
     let _ = child.start_kill();
     let _ = child.wait().await;
     db.remove().await;
+}
+
+async fn forwarded_for_is_used_only_when_trusted(backend: Backend) {
+    for trusted in [false, true] {
+        let s = Server::start_with(&backend, |c| {
+            c.trust_forwarded_for = trusted;
+            c.login_rate_per_minute = 3;
+        })
+        .await; // the admin's login used one
+        let login = |xff: &'static str| {
+            let req = s
+                .http
+                .post(s.url("/api/v1/auth/login"))
+                .header("x-forwarded-for", xff)
+                .json(&json!({"email": "nobody@example.com", "password": "password-123"}));
+            async move { req.send().await.unwrap().status() }
+        };
+        assert_eq!(login("192.0.2.1").await, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            login("192.0.2.1, 127.0.0.1").await,
+            StatusCode::UNAUTHORIZED
+        );
+        // Trusted: another forwarded address has a bucket of its own. Untrusted: the header
+        // is ignored and every request counts against the peer address.
+        let third = login("192.0.2.2").await;
+        let want = if trusted {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::TOO_MANY_REQUESTS
+        };
+        assert_eq!(third, want, "trusted={trusted}");
+        let resp = s
+            .http
+            .post(s.url("/api/v1/clients"))
+            .bearer_auth(&s.admin)
+            .header("x-forwarded-for", "198.51.100.7")
+            .json(&json!({"name": "Acme"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let log = s
+            .get("/api/v1/audit-log?action=client.create", &s.admin)
+            .await;
+        let want_ip = if trusted { "198.51.100.7" } else { "127.0.0.1" };
+        assert_eq!(log["items"][0]["source_ip"], want_ip, "trusted={trusted}");
+        s.finish().await;
+    }
 }
