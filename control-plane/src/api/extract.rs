@@ -66,9 +66,15 @@ where
                 ApiError::bad_request("bad_body", r.body_text())
             }
         })?;
+        // Syntax first: a document that is not well-formed JSON is a 400 whatever it holds.
+        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+            return Err(ApiError::bad_request(
+                "malformed_json",
+                format!("Failed to parse the request body as JSON: {e}"),
+            ));
+        }
         // serde accepts a JSON array for a struct (fields by position); the API does not.
-        let well_formed = || serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok();
-        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') && well_formed() {
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_body",
@@ -77,9 +83,9 @@ where
         }
         match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(Json(v)),
-            // serde_json reports some wrong types (a number for an enum) as syntax errors;
-            // well-formed JSON with a wrong value is a 422 like every other type error.
-            Err(JsonRejection::JsonSyntaxError(e)) if well_formed() => Err(ApiError::new(
+            // Well-formed by now: serde_json reports some wrong types (a number for an enum)
+            // as syntax errors; they are 422 like every other type error.
+            Err(JsonRejection::JsonSyntaxError(e)) => Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_body",
                 format!(

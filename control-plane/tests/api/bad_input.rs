@@ -834,6 +834,37 @@ async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
             c.content_type = None;
         }
     }
+    // Every route with a JSON body also gets: an oversized body, a wrong content type, and a
+    // truncated document.
+    let mut write_routes: Vec<(Method, String)> = cases
+        .iter()
+        .filter(|c| matches!(c.method, M::POST | M::PATCH) && c.status != 404)
+        .map(|c| (c.method.clone(), c.path.clone()))
+        .collect();
+    write_routes.dedup();
+    assert!(write_routes.len() >= 10, "{write_routes:?}");
+    for (m, p) in write_routes {
+        cases.push(bad(
+            m.clone(),
+            &p,
+            huge.clone(),
+            413,
+            "body_too_large",
+            "max_body_bytes",
+        ));
+        cases.push(Bad {
+            content_type: Some("text/plain"),
+            ..bad(
+                m.clone(),
+                &p,
+                "{}",
+                415,
+                "unsupported_media_type",
+                "application/json",
+            )
+        });
+        cases.push(bad(m, &p, "{\"a\": [1, 2", 400, "malformed_json", "parse"));
+    }
 
     let before = s.snapshot().await;
     let mut failures = Vec::new();

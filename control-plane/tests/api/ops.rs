@@ -8,6 +8,7 @@ use crate::backend_tests;
 use crate::common::{assert_error, require_tool, Backend, Server, TestDb};
 
 backend_tests!(
+    credentials_expire,
     forwarded_for_is_used_only_when_trusted,
     metrics_pass_promtool,
     login_and_enroll_are_rate_limited,
@@ -367,4 +368,56 @@ async fn forwarded_for_is_used_only_when_trusted(backend: Backend) {
         assert_eq!(log["items"][0]["source_ip"], want_ip, "trusted={trusted}");
         s.finish().await;
     }
+}
+
+async fn credentials_expire(backend: Backend) {
+    let s = Server::start_with(&backend, |c| c.jwt_ttl_seconds = 1).await;
+    let jwt = s
+        .login(crate::common::ADMIN_EMAIL, crate::common::ADMIN_PASSWORD)
+        .await;
+    let api = s
+        .create(
+            "/api/v1/api-tokens",
+            &jwt,
+            json!({"name": "short", "expires_in_seconds": 1}),
+        )
+        .await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (st, _) = s
+        .call(Method::GET, "/api/v1/clients", Some(&api), None)
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let r = s
+        .call(Method::GET, "/api/v1/clients", Some(&jwt), None)
+        .await;
+    assert_error(&r, 401, "token_expired", "log in again");
+    let r = s
+        .call(Method::GET, "/api/v1/clients", Some(&api), None)
+        .await;
+    assert_error(&r, 401, "token_invalid", "expired");
+    // Tampered and foreign tokens.
+    let mut forged = jwt.clone();
+    forged.pop();
+    forged.push(if jwt.ends_with('A') { 'B' } else { 'A' });
+    let r = s
+        .call(Method::GET, "/api/v1/clients", Some(&forged), None)
+        .await;
+    assert_error(&r, 401, "token_invalid", "not a valid");
+    let r = s
+        .call(Method::GET, "/api/v1/clients", Some("rmm_at_forged"), None)
+        .await;
+    assert_error(&r, 401, "token_invalid", "unknown");
+    let resp = s
+        .http
+        .get(s.url("/api/v1/clients"))
+        .header("authorization", "Basic cm9vdDpyb290")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(resp.headers()["www-authenticate"], "Bearer");
+    s.finish().await;
 }
