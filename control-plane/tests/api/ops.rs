@@ -421,3 +421,15 @@ async fn credentials_expire(backend: Backend) {
     assert_eq!(resp.headers()["www-authenticate"], "Bearer");
     s.finish().await;
 }
+
+#[test]
+fn example_settings_file_is_valid() {
+    let path = std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/examples/control-plane.toml"
+    ));
+    let c = rmm_control_plane::config::Config::load_from(Some(path), Vec::new())
+        .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+    assert_eq!(c.listen, "127.0.0.1:8080");
+    assert_eq!(c.database_url, "sqlite://./data/rmm.db");
+}
