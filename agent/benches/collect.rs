@@ -2,8 +2,8 @@
 //!
 //! - **floor**: the reference, reading `/proc/PID/stat` for every pid with one reused
 //!   buffer (std `read_dir` + `File::open` + one `read`), nothing else;
-//! - **stat walk**: [`ProcWalker::walk`] alone, the same reads with the syscalls the walk uses
-//!   (`readdir` + `openat` + `read`) plus parsing each `stat` into a sample;
+//! - **stat walk**: [`ProcWalker::walk`] alone: the same `stat` files, each kept open across
+//!   walks and re-read with one `pread`, parsed into samples;
 //! - **process walk**: the `processes` collector's whole cycle (walk, CPU deltas, both top
 //!   lists, remainder, `status` of the top processes, owner names);
 //! - **full cycle**: every collector with the default configuration, as the agent runs it.
@@ -126,7 +126,7 @@ fn run(label: &str, rounds: usize) {
     println!("\n{label}: {pids} processes, {rounds} rounds, medians");
     println!("  floor (read_dir + open + read) {}   1.00x", ms(f));
     println!(
-        "  stat walk, parsed (openat)     {}   {:.2}x",
+        "  stat walk alone (kept fds)     {}   {:.2}x",
         ms(fa),
         r(fa)
     );

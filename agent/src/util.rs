@@ -15,10 +15,11 @@ pub fn read_file_into(path: &Path, buf: &mut Vec<u8>) -> io::Result<()> {
     read_all(&File::open(path)?, buf)
 }
 
-/// Reads `file` from its current position to the end into `buf` (cleared first), straight into
-/// `buf`'s spare capacity. procfs generates files like `stat` whole on the first `read`, so a
-/// short read that ends in a newline is taken as the end without a second `read`. An empty
-/// file is an error (`UnexpectedEof`): a procfs file of an exiting process reads empty.
+/// Reads `file` from offset 0 to the end into `buf` (cleared first), straight into `buf`'s
+/// spare capacity, with `pread` so a kept-open procfs file is regenerated on each call. procfs
+/// generates files like `stat` whole on the first read, so a short read that ends in a newline
+/// is taken as the end without a second call. An empty file is an error (`UnexpectedEof`): a
+/// procfs file of an exiting process reads empty.
 pub fn read_all(file: &File, buf: &mut Vec<u8>) -> io::Result<()> {
     buf.clear();
     if buf.capacity() < 1024 {
@@ -30,9 +31,16 @@ pub fn read_all(file: &File, buf: &mut Vec<u8>) -> io::Result<()> {
         }
         let spare = buf.spare_capacity_mut();
         let asked = spare.len();
-        // SAFETY: `spare` is writable for `asked` bytes and read(2) writes at most that many;
+        // SAFETY: `spare` is writable for `asked` bytes and pread(2) writes at most that many;
         // the fd stays open for the call because `file` is borrowed.
-        let n = unsafe { libc::read(file.as_raw_fd(), spare.as_mut_ptr().cast(), asked) };
+        let n = unsafe {
+            libc::pread(
+                file.as_raw_fd(),
+                spare.as_mut_ptr().cast(),
+                asked,
+                buf.len() as libc::off_t,
+            )
+        };
         if n < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
@@ -41,7 +49,7 @@ pub fn read_all(file: &File, buf: &mut Vec<u8>) -> io::Result<()> {
             return Err(e);
         }
         let n = n as usize;
-        // SAFETY: read(2) initialised the first n bytes of the spare capacity.
+        // SAFETY: pread(2) initialised the first n bytes of the spare capacity.
         unsafe { buf.set_len(buf.len() + n) };
         if n == 0 || (n < asked && buf.last() == Some(&b'\n')) {
             return if buf.is_empty() {

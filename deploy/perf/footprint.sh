@@ -8,6 +8,8 @@
 #   CPU   utime + stime from /proc/PID/stat, in seconds, used during the window
 #   RSS   peak resident set (VmHWM) and current resident set (VmRSS) at the end
 # Goals (issue 2): agent CPU <= half of node_exporter's, agent RSS < 15 MB.
+# RMM_FOOTPRINT_IDLE=N first starts N idle `sleep` processes (killed at the end), to see the
+# cost of a busier process table: the agent walks every process each second.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
@@ -27,6 +29,11 @@ ne_port=$(free_port)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
+
+for _ in $(seq 1 "${RMM_FOOTPRINT_IDLE:-0}"); do
+  sleep 600 &
+  pids+=("$!")
+done
 
 RMM_AGENT_COLLECT_INTERVAL=1s RMM_AGENT_PROMETHEUS_LISTEN="127.0.0.1:$agent_port" \
   "$agent" run >/dev/null 2>&1 &

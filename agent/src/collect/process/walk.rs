@@ -1,12 +1,22 @@
 //! The `/proc` walk: one `stat` read per process, into buffers reused across processes and
 //! cycles.
 //!
-//! Per process this costs `openat(dirfd, "PID/stat")` + one `read` + `close`; directory entries
-//! come from `readdir` without allocating, names go into one shared arena, and the parsed
-//! samples into a reused `Vec`. In steady state a walk allocates nothing.
+//! Each `/proc/PID/stat` is opened once and kept open across walks: a later walk re-reads it
+//! with one `pread` at offset 0 (procfs regenerates the content on every read from 0), which
+//! costs about half of `openat` + `read` + `close` and skips the path lookup. The directory is
+//! still listed every walk (`readdir`, no allocation) to find new processes. When a process
+//! exits, reading its kept descriptor fails (`ESRCH`) and the descriptor is closed; a reused
+//! pid is a different process behind a different descriptor, so it is opened afresh.
+//!
+//! Kept descriptors are capped ([`ProcWalker::with_max_open`], by default from the
+//! `RLIMIT_NOFILE` soft limit, which [`raise_fd_limit`] raises to the hard limit, and at most
+//! [`DEFAULT_MAX_OPEN`]); past the cap, processes are read with `openat` + `read` + `close`.
+//! Each kept descriptor holds a page of kernel memory (the seq_file buffer): about 4 KiB per
+//! process, 2.4 MiB for 600 processes, charged to the agent's cgroup, not to its RSS.
 //!
 //! A process that exits mid-walk (its directory or `stat` gone, or `read` failing with `ESRCH`)
-//! is skipped, as is an entry whose `stat` cannot be read or parsed.
+//! is skipped, as is an entry whose `stat` cannot be read or parsed. Names go into one shared
+//! arena and samples into a reused `Vec`: in steady state a walk allocates nothing.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -36,23 +46,52 @@ pub struct StatSample {
     name_len: u32,
 }
 
-/// Walks a procfs root, keeping its buffers between walks.
+/// Most `stat` descriptors kept open by default.
+pub const DEFAULT_MAX_OPEN: usize = 4096;
+
+/// Descriptors left free for everything else the agent opens.
+const FD_RESERVE: u64 = 256;
+
+/// A kept-open `/proc/PID/stat`.
+struct OpenStat {
+    pid: u32,
+    file: File,
+}
+
+/// Walks a procfs root, keeping its buffers and `stat` descriptors between walks.
 pub struct ProcWalker {
     root: CString,
     buf: Vec<u8>,
     path: Vec<u8>,
-    /// The samples of the last walk, in the order `readdir` returned them (ascending PID on
-    /// Linux; [`ProcWalker::walk`] sorts them if not).
+    pids: Vec<u32>,
+    /// Descriptors kept from the last walk, sorted by pid.
+    open: Vec<OpenStat>,
+    /// The previous walk's descriptors while this walk runs (kept for its allocation).
+    previous: Vec<OpenStat>,
+    max_open: usize,
+    /// The samples of the last walk, sorted by pid.
     pub samples: Vec<StatSample>,
     names: String,
 }
 
 impl ProcWalker {
+    /// A walker whose descriptor cap follows the process's `RLIMIT_NOFILE`, raised first to
+    /// the hard limit ([`raise_fd_limit`]).
     pub fn new(proc_root: &Path) -> Self {
+        let limit = raise_fd_limit().saturating_sub(FD_RESERVE) as usize;
+        Self::with_max_open(proc_root, limit.min(DEFAULT_MAX_OPEN))
+    }
+
+    /// A walker keeping at most `max_open` descriptors (0: open, read and close every time).
+    pub fn with_max_open(proc_root: &Path, max_open: usize) -> Self {
         Self {
             root: CString::new(proc_root.as_os_str().as_bytes()).unwrap_or_default(),
             buf: Vec::with_capacity(1024),
             path: Vec::with_capacity(32),
+            pids: Vec::new(),
+            open: Vec::new(),
+            previous: Vec::new(),
+            max_open,
             samples: Vec::new(),
             names: String::new(),
         }
@@ -64,21 +103,46 @@ impl ProcWalker {
         &self.names[start..start + sample.name_len as usize]
     }
 
+    /// Descriptors currently kept open.
+    pub fn open_descriptors(&self) -> usize {
+        self.open.len()
+    }
+
     /// Reads every process's `stat`. Fails only when the procfs root itself cannot be listed.
     pub fn walk(&mut self) -> io::Result<()> {
         self.samples.clear();
         self.names.clear();
         let mut dir = Dir::open(&self.root)?;
-        let fd = dir.fd();
+        let dirfd = dir.fd();
+        self.pids.clear();
         while let Some(name) = dir.next_name() {
-            let Some(pid) = parse_pid(name) else {
-                continue;
-            };
-            self.path.clear();
-            self.path.extend_from_slice(name);
-            self.path.extend_from_slice(b"/stat\0");
-            if read_at(fd, &self.path, &mut self.buf).is_err() {
-                continue; // exited mid-walk, or unreadable
+            if let Some(pid) = parse_pid(name) {
+                self.pids.push(pid);
+            }
+        }
+        if !self.pids.windows(2).all(|w| w[0] < w[1]) {
+            self.pids.sort_unstable();
+            self.pids.dedup();
+        }
+        std::mem::swap(&mut self.open, &mut self.previous);
+        let mut previous = self.previous.drain(..).peekable();
+        for &pid in &self.pids {
+            // Descriptors of processes no longer listed are dropped (closed) here.
+            while previous.next_if(|o| o.pid < pid).is_some() {}
+            let mut file = previous.next_if(|o| o.pid == pid).map(|o| o.file);
+            let kept_ok = file
+                .as_ref()
+                .is_some_and(|f| read_all(f, &mut self.buf).is_ok());
+            if !kept_ok {
+                // New, reused pid, or the kept descriptor failed: open it afresh.
+                file = None;
+                self.path.clear();
+                self.path.extend_from_slice(itoa_buf(pid).as_bytes());
+                self.path.extend_from_slice(b"/stat\0");
+                match open_at(dirfd, &self.path) {
+                    Ok(f) if read_all(&f, &mut self.buf).is_ok() => file = Some(f),
+                    _ => continue, // exited mid-walk, or unreadable
+                }
             }
             let Some(parsed) = parse_stat(&self.buf) else {
                 continue;
@@ -94,9 +158,11 @@ impl ProcWalker {
                 name_len: self.names.len() as u32 - name_start,
                 ..parsed.sample
             });
-        }
-        if !self.samples.windows(2).all(|w| w[0].pid <= w[1].pid) {
-            self.samples.sort_unstable_by_key(|s| s.pid);
+            if let Some(file) = file {
+                if self.open.len() < self.max_open {
+                    self.open.push(OpenStat { pid, file });
+                }
+            }
         }
         Ok(())
     }
@@ -207,9 +273,9 @@ impl Drop for Dir {
     }
 }
 
-/// Reads the file at `rel` (NUL-terminated, relative to `dirfd`) into `buf` with `openat`, so
-/// the kernel resolves only `PID/stat`, not the whole `/proc/PID/stat` path.
-pub fn read_at(dirfd: libc::c_int, rel: &[u8], buf: &mut Vec<u8>) -> io::Result<()> {
+/// Opens `rel` (NUL-terminated, relative to `dirfd`) read-only, so the kernel resolves only
+/// `PID/stat`, not the whole `/proc/PID/stat` path.
+fn open_at(dirfd: libc::c_int, rel: &[u8]) -> io::Result<File> {
     assert_eq!(rel.last(), Some(&0), "path must be NUL-terminated");
     // SAFETY: rel is NUL-terminated (asserted above).
     let fd = unsafe {
@@ -223,8 +289,64 @@ pub fn read_at(dirfd: libc::c_int, rel: &[u8], buf: &mut Vec<u8>) -> io::Result<
         return Err(io::Error::last_os_error());
     }
     // SAFETY: fd was just opened and is owned by nothing else; File closes it on drop.
-    let file = unsafe { File::from_raw_fd(fd) };
-    read_all(&file, buf)
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// The decimal text of `pid` in a stack buffer.
+fn itoa_buf(pid: u32) -> DecimalBuf {
+    let mut b = DecimalBuf::default();
+    let mut n = pid;
+    let mut tmp = [0u8; 10];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    b.len = tmp.len() - i;
+    b.bytes[..b.len].copy_from_slice(&tmp[i..]);
+    b
+}
+
+#[derive(Default)]
+struct DecimalBuf {
+    bytes: [u8; 10],
+    len: usize,
+}
+
+impl DecimalBuf {
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// Raises the `RLIMIT_NOFILE` soft limit to the hard limit (capped at 65536), as Go programs
+/// such as node_exporter do at start, so the walk can keep one descriptor per process. Returns
+/// the soft limit in force afterwards.
+pub fn raise_fd_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: lim is a valid, writable rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 1024;
+    }
+    let wanted = lim.rlim_max.min(65536);
+    if lim.rlim_cur < wanted {
+        let raised = libc::rlimit {
+            rlim_cur: wanted,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: raised is a valid rlimit; failure leaves the limit unchanged.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return wanted;
+        }
+    }
+    lim.rlim_cur
 }
 
 #[cfg(test)]
@@ -280,8 +402,56 @@ mod tests {
         assert!(!w.name(s).is_empty());
         assert!(w.samples.windows(2).all(|p| p[0].pid < p[1].pid));
         let first = w.samples.len();
+        assert_eq!(
+            w.open_descriptors(),
+            first,
+            "one kept descriptor per process"
+        );
         w.walk().unwrap();
         assert!(w.samples.len().abs_diff(first) < 50);
+    }
+
+    #[test]
+    fn kept_descriptors_see_fresh_values_exits_and_reused_pids() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |pid: u32, utime: u64| {
+            let d = dir.path().join(pid.to_string());
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("stat"), stat_line(pid, "p", 'S', utime, 1)).unwrap();
+        };
+        write(1, 10);
+        write(2, 20);
+        let mut w = ProcWalker::with_max_open(dir.path(), 8);
+        w.walk().unwrap();
+        assert_eq!(w.open_descriptors(), 2);
+        // Rewriting a file in place is what procfs regeneration looks like to a kept fd.
+        std::fs::write(dir.path().join("1/stat"), stat_line(1, "p", 'S', 11, 1)).unwrap();
+        // pid 2 exits; pid 3 appears.
+        std::fs::remove_dir_all(dir.path().join("2")).unwrap();
+        write(3, 30);
+        w.walk().unwrap();
+        let got: Vec<(u32, u64)> = w.samples.iter().map(|s| (s.pid, s.utime)).collect();
+        assert_eq!(got, [(1, 11), (3, 30)]);
+        assert_eq!(w.open_descriptors(), 2);
+    }
+
+    #[test]
+    fn descriptor_cap_falls_back_to_open_read_close() {
+        let mut w = ProcWalker::with_max_open(Path::new("/proc"), 3);
+        w.walk().unwrap();
+        assert_eq!(w.open_descriptors(), 3);
+        assert!(w.samples.len() > 3);
+        let mut none = ProcWalker::with_max_open(Path::new("/proc"), 0);
+        none.walk().unwrap();
+        assert_eq!(none.open_descriptors(), 0);
+        assert!(none.samples.len() > 3);
+    }
+
+    #[test]
+    fn decimal_text() {
+        assert_eq!(itoa_buf(0).as_bytes(), b"0");
+        assert_eq!(itoa_buf(4194304).as_bytes(), b"4194304");
+        assert_eq!(itoa_buf(u32::MAX).as_bytes(), b"4294967295");
     }
 
     #[test]
