@@ -123,6 +123,18 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     let options = ModelOptions {
         command_line: config.collect.command_line,
     };
+    let otlp = if config.otlp.enabled {
+        let exporter = crate::export::otlp::Exporter::spawn(
+            &config.otlp,
+            config.collect.interval,
+            agent.subscribe(),
+            options,
+        )?;
+        tracing::info!(endpoint = %config.otlp.endpoint(), protocol = ?config.otlp.protocol, "Pushing metrics over OTLP.");
+        Some(exporter)
+    } else {
+        None
+    };
     if config.prometheus.enabled {
         let listener = prometheus::bind(config.prometheus.listen)
             .await
@@ -135,6 +147,9 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         shutdown.await;
     }
     tracing::info!("Shutting down.");
+    if let Some(exporter) = otlp {
+        exporter.stop();
+    }
     agent.stop();
     Ok(())
 }

@@ -28,6 +28,8 @@ pub struct AgentConfig {
     pub collect: CollectConfig,
     /// The Prometheus `/metrics` endpoint.
     pub prometheus: PrometheusConfig,
+    /// OTLP pushes (`export::otlp`).
+    pub otlp: crate::export::otlp::OtlpConfig,
 }
 
 /// `[collect]`.
@@ -210,6 +212,22 @@ impl AgentConfig {
         let defaults = toml::Table::try_from(Self::default()).expect("defaults serialise");
         let mut problems = Vec::new();
         let mut from_env: BTreeMap<String, String> = BTreeMap::new();
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        // The standard OTEL_EXPORTER_OTLP_* variables, below the agent's own overrides.
+        let otel: BTreeMap<String, String> = env
+            .iter()
+            .filter(|(k, _)| k.starts_with("OTEL_EXPORTER_OTLP_"))
+            .cloned()
+            .collect();
+        match crate::export::otlp::settings::otel_env(&otel) {
+            Ok(settings) => {
+                for (key, value, var) in settings {
+                    set_path(&mut table, &["otlp".to_owned(), key.to_owned()], value);
+                    from_env.insert(format!("otlp.{key}"), var);
+                }
+            }
+            Err(mut p) => problems.append(&mut p),
+        }
         let mut env: Vec<(String, String)> = env
             .into_iter()
             .filter(|(k, _)| k.starts_with(ENV_PREFIX))
@@ -276,6 +294,7 @@ impl AgentConfig {
                 name("collect.command_line_max_length")
             ));
         }
+        problems.extend(self.otlp.problems(name));
         if problems.is_empty() {
             Ok(())
         } else {
@@ -348,7 +367,14 @@ fn typed(default: &toml::Value, raw: &str) -> Result<toml::Value, &'static str> 
                 )
             }
         }
-        Value::Table(_) => return Err("a key, not a section"),
+        // Maps such as `otlp.headers`: `k=v,k2=v2` or a TOML inline table.
+        Value::Table(_) => match literal(raw) {
+            Value::Table(t) => Value::Table(t),
+            _ => Value::Table(
+                crate::export::otlp::settings::parse_key_values(raw)
+                    .ok_or("`key=value,key2=value2` or a TOML inline table")?,
+            ),
+        },
         Value::Datetime(_) => Value::String(raw.to_owned()),
     })
 }

@@ -200,6 +200,7 @@ pub fn from_snapshot(snap: &Snapshot, options: ModelOptions) -> Metrics {
     misc(&mut b, snap);
     processes(&mut b, snap, options);
     agent(&mut b, snap);
+    otlp(&mut b);
     let mut families = b.families;
     families.retain(|f| !f.points.is_empty());
     Metrics {
@@ -685,6 +686,48 @@ fn agent(b: &mut Builder, snap: &Snapshot) {
     for (name, d) in &a.collector_duration_seconds {
         durations.point(vec![(COLLECTOR, (*name).into())], f(*d));
     }
+}
+
+/// The OTLP exporter's counters, while it runs ([`super::otlp::stats`]).
+fn otlp(b: &mut Builder) {
+    let Some(s) = super::otlp::stats::current() else {
+        return;
+    };
+    b.family(
+        "rmm_agent.otlp.exports",
+        "{exports}",
+        COUNTER,
+        "OTLP pushes the receiver accepted.",
+    )
+    .point(vec![], i(s.exports));
+    b.family(
+        "rmm_agent.otlp.export.failures",
+        "{failures}",
+        COUNTER,
+        "OTLP requests that failed (unreachable, refused or timed out); retries count again.",
+    )
+    .point(vec![], i(s.failures));
+    b.family(
+        "rmm_agent.otlp.buffer.dropped",
+        "{pushes}",
+        COUNTER,
+        "OTLP pushes discarded: buffer full (oldest first) or refused by the receiver.",
+    )
+    .point(vec![], i(s.dropped));
+    b.family(
+        "rmm_agent.otlp.buffer",
+        "By",
+        GAUGE,
+        "Bytes of OTLP pushes waiting to be sent (memory and disk).",
+    )
+    .point(vec![], i(s.buffer_bytes));
+    b.family(
+        "rmm_agent.otlp.buffer.pushes",
+        "{pushes}",
+        GAUGE,
+        "OTLP pushes waiting to be sent.",
+    )
+    .point(vec![], i(s.buffer_batches));
 }
 
 fn ratio(part: u64, whole: u64) -> f64 {
