@@ -47,7 +47,10 @@ pub async fn serve(
     options: ModelOptions,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let initial = render_snapshot(&Snapshot::default(), options);
+    // Before the first cycle: the agent's build info only (no host facts are known yet).
+    let mut initial = Snapshot::default();
+    initial.agent.version = crate::VERSION.to_owned();
+    let initial = render_snapshot(&initial, options);
     let (body_tx, body_rx) = watch::channel(Bytes::from(initial));
     let renderer = async move {
         while snapshots.changed().await.is_ok() {

@@ -51,9 +51,10 @@ pub fn render(metrics: &Metrics) -> String {
 }
 
 fn render_target_info(out: &mut String, resource: &[(&'static str, AttrValue)]) {
+    // An empty value is an unknown fact (and the same as no label to Prometheus).
     let attrs: Vec<_> = resource
         .iter()
-        .filter(|(k, _)| !NOT_ON_TARGET_INFO.contains(k))
+        .filter(|(k, v)| !NOT_ON_TARGET_INFO.contains(k) && !v.to_text().is_empty())
         .collect();
     if attrs.is_empty() {
         return;
@@ -121,6 +122,18 @@ mod tests {
             families,
             timestamp_unix_ms: 0,
         }
+    }
+
+    #[test]
+    fn target_info_leaves_out_unknown_facts_and_needs_one() {
+        let mut m = metrics(vec![]);
+        m.resource.push(("host.id", "".into()));
+        assert!(!render(&m).contains("host_id"));
+        m.resource = vec![
+            ("service.name", "rmm-agent".into()),
+            ("host.name", "".into()),
+        ];
+        assert_eq!(render(&m), "");
     }
 
     #[test]
