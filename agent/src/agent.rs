@@ -120,6 +120,20 @@ fn stopped(stop: &mpsc::Receiver<()>, wait: Duration) -> bool {
 pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let agent =
         Agent::start(&config.collect, &HostPaths::default()).context("starting collection")?;
+    // The control-plane session (if enrolled) is its own task; it hears of shutdown through
+    // `stop` and says goodbye to the server before `run` returns.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let control = crate::control::Control::start(&config, stop_rx).unwrap_or_else(|error| {
+        tracing::error!(
+            error = format!("{error:#}"),
+            "Not connecting to the control plane."
+        );
+        None
+    });
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
     let options = ModelOptions {
         command_line: config.collect.command_line,
     };
@@ -147,6 +161,9 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         shutdown.await;
     }
     tracing::info!("Shutting down.");
+    if let Some(control) = control {
+        control.stop().await;
+    }
     if let Some(exporter) = otlp {
         exporter.stop();
     }

@@ -30,6 +30,8 @@ pub struct AgentConfig {
     pub prometheus: PrometheusConfig,
     /// OTLP pushes (`export::otlp`).
     pub otlp: crate::export::otlp::OtlpConfig,
+    /// The control plane: state directory, OpAMP heartbeats and reconnects.
+    pub control: crate::control::ControlConfig,
 }
 
 /// `[collect]`.
@@ -295,6 +297,7 @@ impl AgentConfig {
             ));
         }
         problems.extend(self.otlp.problems(name));
+        problems.extend(self.control.problems(name));
         if problems.is_empty() {
             Ok(())
         } else {

@@ -11,6 +11,7 @@
 //!
 //! Modules:
 //! - [`config`]: the TOML file and `RMM_AGENT_*` overrides.
+//! - [`control`]: enrollment and the OpAMP session with the control plane.
 //! - [`host`]: where `/proc`, `/sys`, `/etc` are (injectable for tests), kernel constants, host facts.
 //! - [`collect`]: one collector per file, producing a [`snapshot::Snapshot`].
 //! - [`snapshot`]: the one data item passed from collection to export.
@@ -21,6 +22,7 @@
 pub mod agent;
 pub mod collect;
 pub mod config;
+pub mod control;
 pub mod export;
 pub mod host;
 pub mod snapshot;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use rmm_agent::collect::Collectors;
+use rmm_agent::control::{enroll, StateDir};
 use rmm_agent::export::{model::ModelOptions, prometheus};
 use rmm_agent::host::{HostPaths, SystemConstants};
 use rmm_agent::AgentConfig;
@@ -23,9 +24,33 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the agent: collect every `collect.interval` and serve /metrics.
+    /// Run the agent: collect every `collect.interval` and serve /metrics; when enrolled, also
+    /// keep an OpAMP session with the control plane.
     Run {
         /// TOML configuration file (defaults apply without one; RMM_AGENT_* variables override).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// State directory holding the enrollment [default: `control.state_dir`, /var/lib/rmm-agent].
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
+    /// Enroll this host into a control plane: trade an enrollment token for an agent identity
+    /// and secret, stored in the state directory for `run`.
+    Enroll {
+        /// The control plane's base URL, e.g. https://rmm.example.com.
+        #[arg(long)]
+        server: String,
+        /// Enrollment token (rmm_et_...); prefer the environment variable, which `ps` does not show.
+        #[arg(long, env = "RMM_ENROLL_TOKEN", hide_env_values = true)]
+        token: String,
+        /// State directory [default: `control.state_dir`, /var/lib/rmm-agent].
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// host:port Prometheus should scrape this agent on [default: the `prometheus.listen`
+        /// address, with this host's name in place of an unspecified IP].
+        #[arg(long)]
+        metrics_address: Option<String>,
+        /// TOML configuration file.
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
@@ -64,8 +89,11 @@ fn main() -> std::process::ExitCode {
 
 fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Run { config } => {
-            let config = AgentConfig::load(config.as_deref())?;
+        Command::Run { config, state_dir } => {
+            let mut config = AgentConfig::load(config.as_deref())?;
+            if let Some(dir) = state_dir {
+                config.control.state_dir = dir;
+            }
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -79,6 +107,44 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         } => {
             let config = AgentConfig::load(config.as_deref())?;
             collect(&config, once, format)
+        }
+        Command::Enroll {
+            server,
+            token,
+            state_dir,
+            metrics_address,
+            config,
+        } => {
+            let config = AgentConfig::load(config.as_deref())?;
+            let options = enroll::EnrollOptions {
+                server,
+                token,
+                metrics_address: metrics_address.or_else(|| {
+                    config
+                        .prometheus
+                        .enabled
+                        .then(|| enroll::default_metrics_address(config.prometheus.listen))
+                }),
+                state_dir: StateDir::new(state_dir.unwrap_or(config.control.state_dir)),
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("building the async runtime")?;
+            let identity = runtime.block_on(enroll::enroll(&options))?;
+            println!(
+                "Enrolled as agent {} ({}); identity stored in {}.\n`rmm-agent run` connects to {}.",
+                identity.agent_id,
+                [("client", &identity.client_id), ("site", &identity.site_id)]
+                    .iter()
+                    .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k} {v}")))
+                    .chain(std::iter::once(format!("server {}", identity.server)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                options.state_dir.path().display(),
+                identity.opamp_url
+            );
+            Ok(())
         }
     }
 }
