@@ -334,7 +334,8 @@ impl Session {
         self.state.request_full_state();
         let mut answered = false;
         let mut reply_deadline: Option<Instant> = None;
-        let mut next_heartbeat = Instant::now();
+        let mut last_sent = Instant::now();
+        let mut next_heartbeat = last_sent;
         let mut send_now = true;
         let ended = loop {
             if send_now {
@@ -346,9 +347,9 @@ impl Session {
                         retry_after: None,
                     };
                 }
-                let now = Instant::now();
-                next_heartbeat = now + self.heartbeat;
-                reply_deadline.get_or_insert(now + self.reply_timeout());
+                last_sent = Instant::now();
+                next_heartbeat = last_sent + self.heartbeat;
+                reply_deadline.get_or_insert(last_sent + self.reply_timeout());
             }
             let deadline = reply_deadline.unwrap_or(next_heartbeat);
             tokio::select! {
@@ -397,7 +398,11 @@ impl Session {
                         tracing::info!(server = %self.settings.url, instance_uid = %self.state.instance_uid(), heartbeat = %humantime::format_duration(self.heartbeat), "Connected to the control plane (OpAMP).");
                     }
                     match self.receive(msg) {
-                        Ok(()) => send_now = self.state.has_pending(),
+                        Ok(()) => {
+                            // The server may have changed the interval.
+                            next_heartbeat = last_sent + self.heartbeat;
+                            send_now = self.state.has_pending();
+                        }
                         Err(ended) => {
                             close(&mut sink, CloseCode::Normal, "").await;
                             break ended;
