@@ -50,6 +50,14 @@ pub struct Config {
     pub enrollment_token_max_uses: u32,
     /// Log filter (`tracing` env-filter syntax), unless `RUST_LOG` is set.
     pub log: String,
+    /// Heartbeat interval offered to OpAMP agents that take connection settings, in seconds.
+    pub opamp_heartbeat_interval_seconds: u64,
+    /// An agent silent this long is marked offline, in seconds. Default: 3 heartbeats of 30 s
+    /// (also the default poll interval of plain-HTTP clients that ignore the offer).
+    pub opamp_offline_timeout_seconds: u64,
+    /// Largest OpAMP message accepted (after decompression), in bytes: 413 over plain HTTP,
+    /// close code 1009 over WebSocket.
+    pub opamp_max_message_bytes: usize,
 }
 
 impl Default for Config {
@@ -68,6 +76,9 @@ impl Default for Config {
             enrollment_token_ttl_seconds: 7 * 24 * 3600,
             enrollment_token_max_uses: 1,
             log: "info".into(),
+            opamp_heartbeat_interval_seconds: 30,
+            opamp_offline_timeout_seconds: 90,
+            opamp_max_message_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -94,6 +105,9 @@ const KEYS: &[(&str, Kind)] = &[
     ("enrollment_token_ttl_seconds", Kind::Int),
     ("enrollment_token_max_uses", Kind::Int),
     ("log", Kind::Str),
+    ("opamp_heartbeat_interval_seconds", Kind::Int),
+    ("opamp_offline_timeout_seconds", Kind::Int),
+    ("opamp_max_message_bytes", Kind::Int),
 ];
 
 impl Config {
@@ -184,6 +198,12 @@ impl Config {
             if !(u.starts_with("http://") || u.starts_with("https://")) {
                 bail!("public_url must start with http:// or https:// (got {u:?})");
             }
+        }
+        if self.opamp_heartbeat_interval_seconds == 0 || self.opamp_offline_timeout_seconds == 0 {
+            bail!("opamp_heartbeat_interval_seconds and opamp_offline_timeout_seconds must be positive");
+        }
+        if self.opamp_max_message_bytes < 1024 {
+            bail!("opamp_max_message_bytes must be at least 1024");
         }
         if self.max_body_bytes < 1024 {
             bail!("max_body_bytes must be at least 1024");

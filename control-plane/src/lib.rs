@@ -17,6 +17,7 @@ pub mod authz;
 pub mod cli;
 pub mod config;
 pub mod metrics;
+pub mod opamp;
 pub mod ratelimit;
 pub mod secrets;
 pub mod store;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub enroll_limiter: Arc<RateLimiter>,
     /// Base URL agents reach this server at (no trailing slash).
     pub public_base: String,
+    /// Live OpAMP sessions of this process.
+    pub opamp: Arc<opamp::Registry>,
 }
 
 impl AppState {
@@ -63,10 +66,12 @@ impl AppState {
             }
         };
         let public_base = config.public_base(bound);
+        let metrics = Arc::new(Metrics::new());
         Ok(AppState {
             db,
             jwt: Arc::new(JwtKey::new(&key)),
-            metrics: Arc::new(Metrics::new()),
+            opamp: Arc::new(opamp::Registry::new(metrics.clone())),
+            metrics,
             login_limiter: Arc::new(RateLimiter::new(config.login_rate_per_minute)),
             enroll_limiter: Arc::new(RateLimiter::new(config.enroll_rate_per_minute)),
             public_base,
@@ -129,6 +134,13 @@ pub async fn serve_state(
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let db = state.db.clone();
+    let sweeper = opamp::liveness::spawn(state.clone());
+    let opamp_state = state.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // WebSocket sessions outlive the HTTP server's graceful shutdown: close them now.
+        opamp::shutdown(&opamp_state).await;
+    };
     let app = api::router(state);
     tracing::info!(addr = %addr, "listening");
     axum::serve(
@@ -138,6 +150,7 @@ pub async fn serve_state(
     .with_graceful_shutdown(shutdown)
     .await
     .context("HTTP server failed")?;
+    sweeper.abort();
     db.close().await;
     tracing::info!("stopped");
     Ok(())

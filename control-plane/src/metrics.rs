@@ -43,6 +43,8 @@ pub struct Metrics {
     requests: Mutex<BTreeMap<(String, String, u16), u64>>,
     durations: Mutex<BTreeMap<(String, String), Histogram>>,
     enrollments: Mutex<HashMap<&'static str, u64>>,
+    /// OpAMP sessions and messages (`crate::opamp::metrics`).
+    pub opamp: crate::opamp::metrics::OpampMetrics,
 }
 
 /// Every enrollment result, so each series exists from the start.
@@ -95,6 +97,7 @@ impl Metrics {
         let mut out = String::with_capacity(4096);
         self.render_http(&mut out);
         self.render_enrollments(&mut out);
+        self.opamp.render(&mut out);
         match agents::all_info(db).await {
             Ok(infos) => render_agents(&mut out, &infos),
             Err(e) => tracing::warn!(error = %e, "metrics: cannot read agents"),

@@ -57,6 +57,7 @@ pub fn router(state: AppState) -> Router {
             OPENAPI_PATH,
             get(move || async move { axum::Json((*doc).clone()) }),
         )
+        .merge(crate::opamp::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -260,6 +260,19 @@ pub async fn enroll(
     facts: &HostFacts,
     source_ip: Option<String>,
 ) -> Result<Enrolled, EnrollError> {
+    enroll_as(db, token_hash, secret_hash, facts, source_ip, None).await
+}
+
+/// [`enroll`], giving a new agent the id `preferred_id` when no agent has it yet (the OpAMP
+/// server passes the client's instance uid, so a third-party client keeps its own id).
+pub async fn enroll_as(
+    db: &Db,
+    token_hash: &str,
+    secret_hash: &str,
+    facts: &HostFacts,
+    source_ip: Option<String>,
+    preferred_id: Option<&str>,
+) -> Result<Enrolled, EnrollError> {
     let now = now_ms();
     let mut tx = db.begin().await?;
     let mut sel = Sql::new(
@@ -295,7 +308,18 @@ pub async fn enroll(
         serde_json::from_str(&token.labels).unwrap_or_default();
     labels.extend(token_labels);
 
-    let candidate_id = new_id();
+    let candidate_id = match preferred_id {
+        Some(id) => {
+            let mut taken = Sql::new("SELECT COUNT(*) FROM agents WHERE id = ");
+            taken.bind(id);
+            if taken.fetch_i64(&mut *tx).await? == 0 {
+                id.to_owned()
+            } else {
+                new_id()
+            }
+        }
+        None => new_id(),
+    };
     let mut up = Sql::new(
         "INSERT INTO agents (id, client_id, site_id, host_id, hostname, os, arch, agent_version, labels, \
          metrics_address, status, secret_hash, enrollment_token_id, enrolled_at, created_at, updated_at) VALUES (",

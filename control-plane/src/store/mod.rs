@@ -9,6 +9,7 @@
 //!
 //! Every change writes its audit entry in the same transaction as the change ([`audit`]).
 
+pub mod agent_status;
 pub mod agents;
 pub mod audit;
 pub mod clients;
