@@ -125,6 +125,7 @@ fn main() {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect(),
+        host_from_host_name: false,
     });
     let (mut plain, mut gz, mut text, mut points, mut enc_us, mut gz_us) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);

@@ -138,8 +138,19 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         command_line: config.collect.command_line,
     };
     let otlp = if config.otlp.enabled {
-        let exporter = crate::export::otlp::Exporter::spawn(
+        let agent_id = crate::control::StateDir::new(&config.control.state_dir)
+            .load()
+            .ok()
+            .flatten()
+            .map(|(identity, _)| identity.agent_id);
+        let otlp_config = crate::export::otlp::resolve(
             &config.otlp,
+            &config.control.state_dir,
+            agent_id.as_deref(),
+        );
+        let exporter = crate::export::otlp::Exporter::spawn(
+            &otlp_config,
+            agent_id.is_some(),
             config.collect.interval,
             agent.subscribe(),
             options,

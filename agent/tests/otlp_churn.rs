@@ -137,6 +137,7 @@ fn values_and_types_survive_the_sdk() {
     let mut encoder = Encoder::new(Identity {
         service_instance_id: Some("0191f0d2-7c1e-7b4e-9a51-3f0e6b1f2a10".into()),
         attributes: BTreeMap::from([("client".into(), "acme".into())]),
+        host_from_host_name: true,
     });
     let req = encoder.request(metrics(&[7], 5));
     let rm = &req.resource_metrics[0];
@@ -166,10 +167,20 @@ fn values_and_types_survive_the_sdk() {
     };
     assert!(time.is_monotonic);
     assert_eq!(time.data_points[0].value, Some(PointValue::AsDouble(75.0)));
-    assert!(time.data_points[0]
+    let point: BTreeMap<_, _> = time.data_points[0]
         .attributes
         .iter()
-        .any(|kv| kv.key == "client"));
+        .map(|kv| {
+            (
+                kv.key.as_str(),
+                format!("{:?}", kv.value.as_ref().unwrap().value),
+            )
+        })
+        .collect();
+    assert!(point["client"].contains("acme"));
+    // Enrolled: `host` is the host name, as service discovery labels the scrape target.
+    assert!(point["host"].contains("test-host"), "{point:?}");
+    assert!(resource["host"].contains("test-host"));
     let Some(Data::Sum(mem)) = &find("process.memory.usage").data else {
         panic!()
     };

@@ -33,6 +33,9 @@ pub struct Identity {
     pub service_instance_id: Option<String>,
     /// Scrape-mode SD labels (`client`, `site`, `host`, `agent`).
     pub attributes: BTreeMap<String, String>,
+    /// Add `host` = the Resource's `host.name` when `attributes` has no `host` (an enrolled
+    /// agent: service discovery labels its target with the host name it reported).
+    pub host_from_host_name: bool,
 }
 
 /// The latest families, read by the instruments' callbacks.
@@ -41,7 +44,6 @@ type Shared = Arc<Mutex<Arc<Metrics>>>;
 /// Turns one [`Metrics`] per cycle into an encoded OTLP request.
 pub struct Encoder {
     identity: Identity,
-    point_attributes: Vec<KeyValue>,
     current: Shared,
     captured: Arc<Mutex<Option<ExportMetricsServiceRequest>>>,
     sdk: Option<Sdk>,
@@ -50,6 +52,7 @@ pub struct Encoder {
 /// A meter provider for one Resource, and the instruments registered on it.
 struct Sdk {
     resource: Vec<KeyValue>,
+    point_attributes: Vec<KeyValue>,
     provider: SdkMeterProvider,
     meter: Meter,
     registered: HashSet<&'static str>,
@@ -57,14 +60,8 @@ struct Sdk {
 
 impl Encoder {
     pub fn new(identity: Identity) -> Self {
-        let point_attributes = identity
-            .attributes
-            .iter()
-            .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
-            .collect();
         Self {
             identity,
-            point_attributes,
             current: Arc::new(Mutex::new(Arc::new(Metrics {
                 resource: Vec::new(),
                 families: Vec::new(),
@@ -77,14 +74,15 @@ impl Encoder {
 
     /// The request for `metrics`. Blocks briefly: the SDK collects on its reader thread.
     pub fn request(&mut self, metrics: Arc<Metrics>) -> ExportMetricsServiceRequest {
-        let resource = self.resource(&metrics);
+        let point_attributes = self.point_attributes(&metrics);
+        let resource = self.resource(&metrics, &point_attributes);
         if self.sdk.as_ref().is_none_or(|s| s.resource != resource) {
             // First cycle, or a host fact changed (renamed host): a new provider for the new
             // Resource. Cumulative start times restart with it, as after an agent restart.
             if let Some(old) = self.sdk.take() {
                 let _ = old.provider.shutdown();
             }
-            self.sdk = Some(self.new_sdk(resource));
+            self.sdk = Some(self.new_sdk(resource, point_attributes));
         }
         *lock(&self.current) = Arc::clone(&metrics);
         let sdk = self.sdk.as_mut().expect("set above");
@@ -94,7 +92,7 @@ impl Encoder {
                     &sdk.meter,
                     family,
                     Arc::clone(&self.current),
-                    self.point_attributes.clone(),
+                    sdk.point_attributes.clone(),
                 );
             }
         }
@@ -109,7 +107,25 @@ impl Encoder {
         self.request(metrics).encode_to_vec()
     }
 
-    fn resource(&self, metrics: &Metrics) -> Vec<KeyValue> {
+    /// The identity attributes every data point carries.
+    fn point_attributes(&self, metrics: &Metrics) -> Vec<KeyValue> {
+        let mut attrs = self.identity.attributes.clone();
+        if self.identity.host_from_host_name && !attrs.contains_key("host") {
+            if let Some((_, name)) = metrics
+                .resource
+                .iter()
+                .find(|(k, _)| *k == names::HOST_NAME)
+            {
+                attrs.insert("host".to_owned(), name.to_text().into_owned());
+            }
+        }
+        attrs
+            .into_iter()
+            .map(|(k, v)| KeyValue::new(k, v))
+            .collect()
+    }
+
+    fn resource(&self, metrics: &Metrics, point_attributes: &[KeyValue]) -> Vec<KeyValue> {
         let mut r: Vec<KeyValue> = metrics
             .resource
             .iter()
@@ -125,11 +141,11 @@ impl Encoder {
         if let Some(id) = instance {
             r.push(KeyValue::new("service.instance.id", id));
         }
-        r.extend(self.point_attributes.iter().cloned());
+        r.extend(point_attributes.iter().cloned());
         r
     }
 
-    fn new_sdk(&self, resource: Vec<KeyValue>) -> Sdk {
+    fn new_sdk(&self, resource: Vec<KeyValue>, point_attributes: Vec<KeyValue>) -> Sdk {
         let exporter = Capture {
             captured: Arc::clone(&self.captured),
         };
@@ -154,6 +170,7 @@ impl Encoder {
         );
         Sdk {
             resource,
+            point_attributes,
             provider,
             meter,
             registered: HashSet::new(),

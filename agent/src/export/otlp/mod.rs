@@ -30,6 +30,7 @@ pub mod settings;
 pub mod stats;
 pub mod transport;
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -51,13 +52,15 @@ pub struct Exporter {
 }
 
 impl Exporter {
-    /// Starts pushing the snapshots `snapshots` publishes. `collect_interval` is the default of
-    /// `otlp.interval`. Must be called within a Tokio runtime.
+    /// Starts pushing the snapshots `snapshots` publishes. `config` comes from [`resolve`];
+    /// `enrolled` adds `host` from `host.name` unless configured. `collect_interval` is the
+    /// default of `otlp.interval`. Must be called within a Tokio runtime.
     ///
     /// # Errors
     /// A malformed endpoint or header, or a disk buffer directory that cannot be created.
     pub fn spawn(
         config: &OtlpConfig,
+        enrolled: bool,
         collect_interval: Duration,
         snapshots: SnapshotReceiver,
         options: ModelOptions,
@@ -88,6 +91,7 @@ impl Exporter {
         let encoder = Encoder::new(Identity {
             service_instance_id: config.service_instance_id.clone(),
             attributes: config.attributes.clone(),
+            host_from_host_name: enrolled,
         });
         let encode_task = tokio::spawn(encode_loop(EncodeLoop {
             encoder: Arc::new(Mutex::new(encoder)),
@@ -129,6 +133,30 @@ impl Exporter {
         }
         stats::global().set_enabled(false);
     }
+}
+
+/// `config` completed from the agent's enrollment and state directory:
+/// - `service.instance.id` defaults to the enrolled agent id (the `instance` that service
+///   discovery gives scraped series), else to the host id;
+/// - the `agent` attribute defaults to the agent id (service discovery's `agent` label);
+/// - a relative `buffer_disk_dir` lies under the state directory.
+///
+/// `client` and `site` are names the control plane knows and the enrollment does not store:
+/// set them in `[otlp] attributes`.
+pub fn resolve(config: &OtlpConfig, state_dir: &Path, agent_id: Option<&str>) -> OtlpConfig {
+    let mut c = config.clone();
+    if let Some(id) = agent_id {
+        c.service_instance_id.get_or_insert_with(|| id.to_owned());
+        c.attributes
+            .entry("agent".to_owned())
+            .or_insert_with(|| id.to_owned());
+    }
+    if let Some(dir) = &c.buffer_disk_dir {
+        if dir.is_relative() {
+            c.buffer_disk_dir = Some(state_dir.join(dir));
+        }
+    }
+    c
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -254,4 +282,33 @@ fn pop(buffer: &Mutex<Buffer>) {
     let mut b = lock(buffer);
     b.pop_front();
     stats::global().buffer(b.bytes(), b.len() as u64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enrollment_fills_the_identity_unless_configured() {
+        let mut c = OtlpConfig {
+            buffer_disk_dir: Some("otlp-buffer".into()),
+            ..OtlpConfig::default()
+        };
+        let r = resolve(&c, Path::new("/var/lib/rmm-agent"), Some("id-1"));
+        assert_eq!(r.service_instance_id.as_deref(), Some("id-1"));
+        assert_eq!(r.attributes["agent"], "id-1");
+        assert_eq!(
+            r.buffer_disk_dir.as_deref(),
+            Some(Path::new("/var/lib/rmm-agent/otlp-buffer"))
+        );
+        c.service_instance_id = Some("mine".into());
+        c.attributes.insert("agent".into(), "a".into());
+        c.buffer_disk_dir = Some("/tmp/b".into());
+        let r = resolve(&c, Path::new("/var/lib/rmm-agent"), Some("id-1"));
+        assert_eq!(r.service_instance_id.as_deref(), Some("mine"));
+        assert_eq!(r.attributes["agent"], "a");
+        assert_eq!(r.buffer_disk_dir.as_deref(), Some(Path::new("/tmp/b")));
+        let r = resolve(&OtlpConfig::default(), Path::new("/s"), None);
+        assert_eq!(r, OtlpConfig::default());
+    }
 }

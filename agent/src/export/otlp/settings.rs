@@ -58,11 +58,13 @@ pub struct OtlpConfig {
     /// Attributes put on every data point and on the Resource: the labels service discovery adds
     /// to scraped series (`client`, `site`, `host`, `agent`), so both paths give the same series.
     pub attributes: BTreeMap<String, String>,
-    /// `service.instance.id` (→ `instance`); defaults to the host id (machine-id as a UUID).
+    /// `service.instance.id` (→ `instance`); defaults to the enrolled agent id, else to the host
+    /// id (machine-id as a UUID).
     pub service_instance_id: Option<String>,
     /// Bytes of unsent pushes kept in memory while the receiver is unreachable.
     pub buffer_max_bytes: u64,
-    /// Directory where pushes that overflow the memory buffer are kept (and survive a restart).
+    /// Directory where pushes that overflow the memory buffer are kept (and survive a restart);
+    /// a relative path is under `control.state_dir`.
     pub buffer_disk_dir: Option<PathBuf>,
     /// Bytes kept in `buffer_disk_dir`; the oldest files are deleted beyond it.
     pub buffer_disk_max_bytes: u64,
