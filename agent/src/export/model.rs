@@ -201,6 +201,7 @@ pub fn from_snapshot(snap: &Snapshot, options: ModelOptions) -> Metrics {
     processes(&mut b, snap, options);
     agent(&mut b, snap);
     otlp(&mut b);
+    control(&mut b);
     let mut families = b.families;
     families.retain(|f| !f.points.is_empty());
     Metrics {
@@ -686,6 +687,27 @@ fn agent(b: &mut Builder, snap: &Snapshot) {
     for (name, d) in &a.collector_duration_seconds {
         durations.point(vec![(COLLECTOR, (*name).into())], f(*d));
     }
+}
+
+/// The control-plane session's state, while the agent is enrolled ([`crate::control::stats`]).
+fn control(b: &mut Builder) {
+    let Some(s) = crate::control::stats::current() else {
+        return;
+    };
+    b.family(
+        "rmm_agent.opamp.connected",
+        "",
+        GAUGE,
+        "1 while the OpAMP session with the control plane is up (the server answered), else 0.",
+    )
+    .point(vec![], i(u64::from(s.connected)));
+    b.family(
+        "rmm_agent.opamp.reconnects",
+        "{reconnects}",
+        COUNTER,
+        "OpAMP connection attempts after the first (after a failure or a lost session).",
+    )
+    .point(vec![], i(s.reconnects));
 }
 
 /// The OTLP exporter's counters, while it runs ([`super::otlp::stats`]).
