@@ -2,10 +2,12 @@
 //! compiled out, so the backend is VictoriaMetrics (`-opentelemetry.usePrometheusNaming`, which
 //! applies the same OTLP → Prometheus name translation) serving the Prometheus query API.
 //!
-//! - Parity: one agent both pushes OTLP (job `rmm-agent` from `service.name`) and is scraped by
-//!   the same VictoriaMetrics (job `rmm-agent-scrape`, with the target labels the control
-//!   plane's service discovery sets). For every family of protocol-facts §4.4 the label names,
-//!   and the label values of every series (process churn aside), must match.
+//! - Parity: one agent both pushes OTLP and is scraped by the same VictoriaMetrics, whose scrape
+//!   configuration is `deploy/prometheus/otlp-example.yml` (job `rmm-agent` with the target
+//!   labels the control plane's service discovery sets; only the target address and the
+//!   interval are substituted). For every family of protocol-facts §4.4 the label names, and
+//!   the label values of every series (process churn aside), must match. `promtool check
+//!   config` (Prometheus 2.53) accepts the same file.
 //! - Outage: the backend is stopped for 30 s while the agent runs at a 1 s interval, then
 //!   started again; the pushed samples must cover the outage with no gap above two intervals,
 //!   collection must not stall, and the buffer must stay within its configured size.
@@ -104,6 +106,8 @@ impl Victoria {
             .arg("-search.latencyOffset=0s")
             .arg("-search.disableCache")
             .arg("-loggerLevel=ERROR")
+            // The example is a Prometheus file: VictoriaMetrics would refuse its storage section.
+            .arg("-promscrape.config.strictParse=false")
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         if let Some(c) = &self.scrape_config {
@@ -242,8 +246,28 @@ fn otlp_env(endpoint: &str) -> Vec<(&'static str, String)> {
 
 /// Selects the pushed series: VictoriaMetrics keeps `service.name` as a label (no `job`).
 const PUSHED: &str = r#"service_name="rmm-agent""#;
-/// Selects the scraped series.
-const SCRAPED: &str = r#"job="rmm-agent-scrape""#;
+/// Selects the scraped series (VictoriaMetrics gives pushed ones no `job`).
+const SCRAPED: &str = r#"job="rmm-agent""#;
+
+fn example_config() -> std::path::PathBuf {
+    repo_root().join("deploy/prometheus/otlp-example.yml")
+}
+
+#[test]
+fn promtool_accepts_the_example_config() {
+    let promtool = tool("promtool", "RMM_TEST_PROMTOOL");
+    let out = Command::new(promtool)
+        .args(["check", "config"])
+        .arg(example_config())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check config failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
 
 /// The series of one path, labels normalised for comparison: `instance` as Prometheus 2.53
 /// derives it from `service.instance.id`, then `job` and VictoriaMetrics's resource labels
@@ -273,17 +297,19 @@ fn pushed_and_scraped_series_have_the_same_names_labels_and_values() {
     let dir = tempfile::tempdir().unwrap();
     let agent_port = free_port();
     let scrape = dir.path().join("scrape.yml");
-    let mut labels = String::new();
+    let example = std::fs::read_to_string(example_config()).unwrap();
     for (k, v) in IDENTITY {
-        labels.push_str(&format!("          {k}: '{v}'\n"));
+        assert!(
+            example.contains(&format!("{k}: \"{v}\"")),
+            "example labels {k}"
+        );
     }
-    std::fs::write(
-        &scrape,
-        format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: rmm-agent-scrape\n    static_configs:\n      - targets: ['127.0.0.1:{agent_port}']\n        labels:\n          instance: '{INSTANCE}'\n{labels}"
-        ),
-    )
-    .unwrap();
+    let config = example
+        .replace("127.0.0.1:9464", &format!("127.0.0.1:{agent_port}"))
+        .replace("scrape_interval: 15s", "scrape_interval: 1s")
+        .replace("scrape_timeout: 10s", "scrape_timeout: 1s");
+    assert_ne!(config, example);
+    std::fs::write(&scrape, config).unwrap();
     let vm = &Victoria::start(dir.path(), Some(scrape));
     let env = otlp_env(&vm.otlp_endpoint());
     let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
