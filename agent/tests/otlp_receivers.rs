@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
 use std::io::Read;
 use std::net::SocketAddr;
-use std::sync::mpsc;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -102,7 +104,8 @@ fn grpc_receiver() -> (SocketAddr, mpsc::Receiver<Received>) {
     (addr, rx)
 }
 
-fn http_receiver() -> (SocketAddr, mpsc::Receiver<Received>) {
+/// An OTLP/HTTP receiver; while `down` is set it answers 503 Service Unavailable.
+fn http_receiver(down: Arc<AtomicBool>) -> (SocketAddr, mpsc::Receiver<Received>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
@@ -113,10 +116,12 @@ fn http_receiver() -> (SocketAddr, mpsc::Receiver<Received>) {
             loop {
                 let (stream, _) = listener.accept().await.unwrap();
                 let tx = tx.clone();
+                let down = Arc::clone(&down);
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(
                         move |req: hyper::Request<hyper::body::Incoming>| {
                             let tx = tx.clone();
+                            let down = down.load(Ordering::SeqCst);
                             async move {
                                 let ok = req.method() == hyper::Method::POST
                                     && req.uri().path() == "/v1/metrics";
@@ -141,6 +146,7 @@ fn http_receiver() -> (SocketAddr, mpsc::Receiver<Received>) {
                                 };
                                 let status =
                                     match (ok, ExportMetricsServiceRequest::decode(&plain[..])) {
+                                        _ if down => 503,
                                         (true, Ok(request)) => {
                                             let _ = tx.send(Received { request, headers });
                                             200
@@ -489,8 +495,106 @@ fn grpc_push_decodes_with_the_expected_names_units_attributes_and_values() {
 
 #[test]
 fn http_protobuf_push_decodes_with_the_expected_names_units_attributes_and_values() {
-    let (addr, rx) = http_receiver();
+    let (addr, rx) = http_receiver(Arc::new(AtomicBool::new(false)));
     let (first, _) = run_against("http/protobuf", addr, rx);
     assert_eq!(first.headers["content-type"], "application/x-protobuf");
     assert_eq!(first.headers["content-encoding"], "gzip");
+}
+
+fn collections(r: &Received) -> f64 {
+    let m = r.request.resource_metrics[0].scope_metrics[0]
+        .metrics
+        .iter()
+        .find(|m| m.name == "rmm_agent.collections")
+        .expect("rmm_agent.collections pushed");
+    value(&points(m)[0])
+}
+
+fn scalar(text: &str, name: &str) -> f64 {
+    parse_metrics(text)
+        .into_iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("{name} missing"))
+        .value
+}
+
+/// While the receiver answers 503 the agent keeps collecting and queues pushes in its memory
+/// buffer and then its disk directory, both capped; beyond them the oldest are dropped and
+/// counted. When the receiver recovers, what was kept arrives in order, and the outage is
+/// logged once when it starts and once when it ends.
+#[test]
+fn a_failing_receiver_gets_the_kept_pushes_in_order_and_the_oldest_beyond_the_caps_are_dropped() {
+    const MEMORY: u64 = 12_000;
+    const DISK: u64 = 20_000;
+    let down = Arc::new(AtomicBool::new(true));
+    let (addr, rx) = http_receiver(Arc::clone(&down));
+    let dir = tempfile::tempdir().unwrap();
+    let spill = dir.path().join("otlp-buffer");
+    let log = dir.path().join("agent.log");
+    let port = free_port();
+    let mut cmd = agent_command();
+    cmd.arg("run")
+        .env("RMM_AGENT_COLLECT_INTERVAL", "1s")
+        .env("RMM_AGENT_PROMETHEUS_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RMM_AGENT_OTLP_ENABLED", "true")
+        .env("RMM_AGENT_OTLP_ENDPOINT", format!("http://{addr}"))
+        .env("RMM_AGENT_OTLP_BUFFER_MAX_BYTES", MEMORY.to_string())
+        .env("RMM_AGENT_OTLP_BUFFER_DISK_DIR", &spill)
+        .env("RMM_AGENT_OTLP_BUFFER_DISK_MAX_BYTES", DISK.to_string())
+        .env("RMM_AGENT_CONTROL_STATE_DIR", dir.path().join("state"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let agent = RunningAgent {
+        child: ChildGuard::spawn(&mut cmd),
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+    };
+    agent.wait_for_collections(1);
+    std::thread::sleep(Duration::from_secs(14));
+    let during = agent.metrics();
+    assert!(scalar(&during, "rmm_agent_otlp_export_failures_total") > 0.0);
+    let dropped = scalar(&during, "rmm_agent_otlp_buffer_dropped_total");
+    assert!(
+        dropped >= 1.0,
+        "14 pushes of a few kB exceed {MEMORY} + {DISK} bytes"
+    );
+    let buffered = scalar(&during, "rmm_agent_otlp_buffer_bytes");
+    assert!(
+        buffered > 0.0 && buffered <= (MEMORY + DISK) as f64,
+        "buffer {buffered}"
+    );
+    let on_disk: u64 = std::fs::read_dir(&spill)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(on_disk > 0 && on_disk <= DISK, "disk {on_disk}");
+    assert!(rx.try_recv().is_err(), "nothing accepted while down");
+
+    down.store(false, Ordering::SeqCst);
+    let kept = scalar(&during, "rmm_agent_otlp_buffer_pushes");
+    let mut got = Vec::new();
+    while let Ok(r) = rx.recv_timeout(Duration::from_secs(3)) {
+        got.push(collections(&r));
+        if got.len() as f64 >= kept + 3.0 {
+            break;
+        }
+    }
+    assert!(
+        got.len() as f64 >= kept,
+        "{} pushes after recovery, {kept} were kept",
+        got.len()
+    );
+    assert!(got.windows(2).all(|w| w[1] > w[0]), "in order: {got:?}");
+    assert!(
+        // Pushes go out from the first cycle on: with `dropped` of them gone, the first one
+        // sent after the outage is at least that many cycles in.
+        got[0] > dropped,
+        "the oldest were dropped: first sent {got:?}"
+    );
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(log.matches("OTLP receiver unreachable").count(), 1, "{log}");
+    assert_eq!(
+        log.matches("OTLP receiver reachable again").count(),
+        1,
+        "{log}"
+    );
 }

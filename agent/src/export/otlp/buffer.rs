@@ -165,30 +165,23 @@ impl Buffer {
     /// Returns how many pushes are lost (no directory, or writing failed).
     pub fn persist_memory(&mut self) -> u64 {
         let mut lost = 0;
-        for i in 0..self.entries.len() {
-            let Entry::Memory(payload) = &self.entries[i] else {
-                continue;
-            };
-            let payload = payload.clone();
-            self.memory_bytes -= payload.body.len() as u64;
-            match self.spill(&payload) {
-                Some(entry) => {
-                    self.disk_bytes += entry.len();
-                    self.entries[i] = entry;
+        let entries = std::mem::take(&mut self.entries);
+        for entry in entries {
+            match entry {
+                Entry::Memory(payload) => {
+                    self.memory_bytes -= payload.body.len() as u64;
+                    match self.spill(&payload) {
+                        Some(on_disk) => {
+                            self.disk_bytes += on_disk.len();
+                            self.entries.push_back(on_disk);
+                        }
+                        None => lost += 1,
+                    }
                 }
-                None => {
-                    lost += 1;
-                    self.entries[i] = Entry::Disk {
-                        path: PathBuf::new(),
-                        len: 0,
-                        gzip: false,
-                    };
-                }
+                on_disk => self.entries.push_back(on_disk),
             }
         }
-        self.entries
-            .retain(|e| !matches!(e, Entry::Disk { len: 0, .. }));
-        lost
+        lost + self.trim_disk()
     }
 
     /// Bytes queued, memory and disk.
@@ -335,9 +328,11 @@ mod tests {
         for n in 0..4 {
             b.push(p(n, 100));
         }
+        // Shutdown writes what is still in memory too.
+        assert_eq!(b.persist_memory(), 0);
         drop(b);
         let mut b = Buffer::new(100, Some(disk)).unwrap();
         b.push(p(9, 100));
-        assert_eq!(drain(&mut b), [0, 1, 2, 9]);
+        assert_eq!(drain(&mut b), [0, 1, 2, 3, 9]);
     }
 }
