@@ -5,9 +5,7 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use common::*;
 use rmm_agent::collect::Collectors;
@@ -31,29 +29,6 @@ fn collect(root: &Path, config: &CollectConfig) -> Snapshot {
     let mut c = Collectors::new(config, &HostPaths::from_root(root), CONSTANTS);
     c.prime();
     c.collect()
-}
-
-fn promtool_check(text: &str) {
-    let mut child = Command::new(tool("promtool", "RMM_TEST_PROMTOOL"))
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool: {}{}\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]

@@ -297,3 +297,27 @@ pub fn poll<T>(timeout: Duration, every: Duration, mut f: impl FnMut() -> Option
         std::thread::sleep(every);
     }
 }
+
+/// Runs `promtool check metrics` (Prometheus 2.53 lint) on `text`; panics with its complaints.
+pub fn promtool_check(text: &str) {
+    let mut child = Command::new(tool("promtool", "RMM_TEST_PROMTOOL"))
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
