@@ -17,7 +17,7 @@ pub mod enroll;
 pub mod identity;
 pub mod session;
 pub mod stats;
-mod tls;
+pub(crate) mod tls;
 
 use std::time::{Duration, SystemTime};
 

@@ -5,17 +5,12 @@
 use std::io::Read;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::header::{HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use prost::Message;
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::{MetadataKey, MetadataValue};
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig};
 
 use super::buffer::Payload;
 use super::settings::{Compression, OtlpConfig, Protocol};
@@ -42,9 +37,8 @@ impl SendError {
 /// A configured connection to the receiver.
 pub enum Transport {
     Http {
-        client: Box<Client<HttpConnector, Full<Bytes>>>,
-        url: hyper::Uri,
-        headers: Vec<(HeaderName, HeaderValue)>,
+        client: reqwest::Client,
+        url: String,
         timeout: Duration,
     },
     Grpc {
@@ -62,45 +56,40 @@ impl Transport {
         match config.protocol {
             Protocol::HttpProtobuf => {
                 let url = config.http_url();
-                if url.starts_with("https://") {
-                    anyhow::bail!("otlp: https endpoints are not supported yet ({url}); use http:// or a local collector");
+                let mut headers = reqwest::header::HeaderMap::new();
+                for (k, v) in &config.headers {
+                    headers.insert(
+                        reqwest::header::HeaderName::from_bytes(k.as_bytes())?,
+                        reqwest::header::HeaderValue::from_str(v)?,
+                    );
                 }
-                let url: hyper::Uri = url
-                    .parse()
-                    .map_err(|e| anyhow::anyhow!("otlp: endpoint `{url}`: {e}"))?;
-                let headers = config
-                    .headers
-                    .iter()
-                    .map(|(k, v)| {
-                        Ok((
-                            HeaderName::from_bytes(k.as_bytes())?,
-                            HeaderValue::from_str(v)?,
-                        ))
-                    })
-                    .collect::<anyhow::Result<_>>()?;
-                let mut connector = HttpConnector::new();
-                connector.set_connect_timeout(Some(config.timeout));
-                connector.set_nodelay(true);
-                let client = Client::builder(TokioExecutor::new())
+                let mut builder = reqwest::Client::builder()
+                    .timeout(config.timeout)
+                    .connect_timeout(config.timeout)
                     .pool_idle_timeout(Duration::from_secs(90))
-                    .build(connector);
+                    .user_agent(concat!("rmm-agent/", env!("CARGO_PKG_VERSION")))
+                    .default_headers(headers);
+                if url.starts_with("https://") {
+                    // The operating system's trust store, as for the control plane.
+                    builder = builder
+                        .use_preconfigured_tls((*crate::control::tls::client_config()?).clone());
+                }
                 Ok(Transport::Http {
-                    client: Box::new(client),
+                    client: builder.build()?,
                     url,
-                    headers,
                     timeout: config.timeout,
                 })
             }
             Protocol::Grpc => {
                 let endpoint = config.endpoint().to_owned();
-                if endpoint.starts_with("https://") {
-                    anyhow::bail!("otlp: https endpoints are not supported yet ({endpoint}); use http:// or a local collector");
-                }
-                let channel = Channel::from_shared(endpoint.clone())
+                let mut channel = Channel::from_shared(endpoint.clone())
                     .map_err(|e| anyhow::anyhow!("otlp: endpoint `{endpoint}`: {e}"))?
                     .connect_timeout(config.timeout)
-                    .timeout(config.timeout)
-                    .connect_lazy();
+                    .timeout(config.timeout);
+                if endpoint.starts_with("https://") {
+                    channel = channel.tls_config(ClientTlsConfig::new().with_native_roots())?;
+                }
+                let channel = channel.connect_lazy();
                 let mut client = MetricsServiceClient::new(channel);
                 if config.compression == Compression::Gzip {
                     client = client.send_compressed(CompressionEncoding::Gzip);
@@ -127,53 +116,37 @@ impl Transport {
             Transport::Http {
                 client,
                 url,
-                headers,
                 timeout,
             } => {
-                let mut req = hyper::Request::post(url.clone())
-                    .header(CONTENT_TYPE, "application/x-protobuf")
-                    .body(Full::new(payload.body.clone()))
-                    .map_err(|e| SendError::retry(e.to_string()))?;
+                let mut req = client
+                    .post(url.as_str())
+                    .header("content-type", "application/x-protobuf")
+                    .body(payload.body.clone());
                 if payload.gzip {
-                    req.headers_mut()
-                        .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                    req = req.header("content-encoding", "gzip");
                 }
-                for (k, v) in headers.iter() {
-                    req.headers_mut().insert(k.clone(), v.clone());
-                }
-                let exchange = async {
-                    let response = client
-                        .request(req)
-                        .await
-                        .map_err(|e| SendError::retry(format!("{e:?}")))?;
-                    let status = response.status();
-                    let body = response
-                        .into_body()
-                        .collect()
-                        .await
-                        .map(|b| b.to_bytes())
-                        .unwrap_or_default();
-                    if status.is_success() {
-                        return Ok(());
-                    }
-                    let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
-                    // OTLP/HTTP: 429, 502, 503, 504 are retryable; we also retry any 5xx and
-                    // 408 (a backend restarting), and drop pushes refused with another 4xx.
-                    let retryable = status.is_server_error()
-                        || status == hyper::StatusCode::TOO_MANY_REQUESTS
-                        || status == hyper::StatusCode::REQUEST_TIMEOUT;
-                    Err(SendError {
-                        message: format!("HTTP {status}: {}", text.trim()),
-                        retryable,
+                let response = req.send().await.map_err(|e| {
+                    SendError::retry(if e.is_timeout() {
+                        format!("no answer within {}", humantime::format_duration(*timeout))
+                    } else {
+                        error_chain(&e)
                     })
-                };
-                match tokio::time::timeout(*timeout, exchange).await {
-                    Ok(result) => result,
-                    Err(_) => Err(SendError::retry(format!(
-                        "no answer within {}",
-                        humantime::format_duration(*timeout)
-                    ))),
+                })?;
+                let status = response.status();
+                if status.is_success() {
+                    return Ok(());
                 }
+                let body = response.bytes().await.unwrap_or_default();
+                let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+                // OTLP/HTTP: 429, 502, 503, 504 are retryable; we also retry any 5xx and 408
+                // (a backend restarting), and drop pushes refused with another 4xx.
+                let retryable = status.is_server_error()
+                    || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+                    || status == reqwest::StatusCode::REQUEST_TIMEOUT;
+                Err(SendError {
+                    message: format!("HTTP {status}: {}", text.trim()),
+                    retryable,
+                })
             }
             Transport::Grpc { client, metadata } => {
                 let request = decode(payload).map_err(|message| SendError {
@@ -209,6 +182,18 @@ impl Transport {
             }
         }
     }
+}
+
+/// An error and its sources on one line (reqwest's own message omits the cause).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// The request inside a stored push (gRPC re-encodes it; tonic compresses on its own).
