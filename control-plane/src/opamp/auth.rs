@@ -17,14 +17,20 @@ pub enum Credential {
     Agent(AgentIdentity),
     /// The holder of an enrollment token: enrolled at its first status report, or an agent
     /// enrolled earlier with this token that keeps it as its credential.
-    Enrollment { token: OpampToken, token_hash: String },
+    Enrollment {
+        token: OpampToken,
+        token_hash: String,
+    },
 }
 
 /// The bearer token of a request, if well formed.
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 /// Check the request's credential.
@@ -38,9 +44,18 @@ pub async fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<Credenti
     let hash = secrets::token_hash(token);
     if token.starts_with(ENROLLMENT_TOKEN_PREFIX) {
         return match agent_status::enrollment_token(&st.db, &hash).await? {
-            Some(t) if t.revoked_at.is_none() => Ok(Credential::Enrollment { token: t, token_hash: hash }),
-            Some(_) => Err(ApiError::unauthorized("token_revoked", "the enrollment token has been revoked")),
-            None => Err(ApiError::unauthorized("token_invalid", "the enrollment token is not valid")),
+            Some(t) if t.revoked_at.is_none() => Ok(Credential::Enrollment {
+                token: t,
+                token_hash: hash,
+            }),
+            Some(_) => Err(ApiError::unauthorized(
+                "token_revoked",
+                "the enrollment token has been revoked",
+            )),
+            None => Err(ApiError::unauthorized(
+                "token_invalid",
+                "the enrollment token is not valid",
+            )),
         };
     }
     match agent_status::agent_by_secret(&st.db, &hash).await? {

@@ -3,11 +3,11 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use rmm_opamp::proto::{
-    any_value, AgentDescription, AnyValue, ComponentHealth, EffectiveConfig, KeyValue, PackageStatuses,
-    RemoteConfigStatus,
-};
 use rmm_opamp::prost::Message;
+use rmm_opamp::proto::{
+    any_value, AgentDescription, AnyValue, ComponentHealth, EffectiveConfig, KeyValue,
+    PackageStatuses, RemoteConfigStatus,
+};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -22,7 +22,9 @@ pub fn any_value(v: &AnyValue) -> Value {
         Some(any_value::Value::BoolValue(b)) => json!(b),
         Some(any_value::Value::IntValue(i)) => json!(i),
         Some(any_value::Value::DoubleValue(d)) => json!(d),
-        Some(any_value::Value::ArrayValue(a)) => Value::Array(a.values.iter().map(any_value).collect()),
+        Some(any_value::Value::ArrayValue(a)) => {
+            Value::Array(a.values.iter().map(any_value).collect())
+        }
         Some(any_value::Value::KvlistValue(kv)) => attributes(&kv.values),
         Some(any_value::Value::BytesValue(b)) => json!(STANDARD.encode(b)),
     }
@@ -32,7 +34,10 @@ pub fn any_value(v: &AnyValue) -> Value {
 pub fn attributes(kvs: &[KeyValue]) -> Value {
     let mut m = Map::new();
     for kv in kvs {
-        m.insert(kv.key.clone(), kv.value.as_ref().map(any_value).unwrap_or(Value::Null));
+        m.insert(
+            kv.key.clone(),
+            kv.value.as_ref().map(any_value).unwrap_or(Value::Null),
+        );
     }
     Value::Object(m)
 }
@@ -54,7 +59,12 @@ pub fn health(h: &ComponentHealth) -> Value {
         "status_time_unix_nano": h.status_time_unix_nano,
     });
     if !h.component_health_map.is_empty() {
-        v["components"] = Value::Object(h.component_health_map.iter().map(|(k, c)| (k.clone(), health(c))).collect());
+        v["components"] = Value::Object(
+            h.component_health_map
+                .iter()
+                .map(|(k, c)| (k.clone(), health(c)))
+                .collect(),
+        );
     }
     if !h.attributes.is_empty() {
         v["attributes"] = attributes(&h.attributes);
@@ -70,7 +80,9 @@ pub fn effective_config(c: &EffectiveConfig) -> Value {
         for (name, f) in &map.config_map {
             let file = match std::str::from_utf8(&f.body) {
                 Ok(text) => json!({"content_type": f.content_type, "body": text}),
-                Err(_) => json!({"content_type": f.content_type, "body": STANDARD.encode(&f.body), "encoding": "base64"}),
+                Err(_) => {
+                    json!({"content_type": f.content_type, "body": STANDARD.encode(&f.body), "encoding": "base64"})
+                }
             };
             files.insert(name.clone(), file);
         }
@@ -122,7 +134,12 @@ pub fn package_statuses(p: &PackageStatuses) -> Value {
 /// trimmed and cut to `max` characters; `None` when absent or empty.
 fn text_attr(d: &AgentDescription, key: &str, max: usize) -> Option<String> {
     let v = d.attribute(key)?.to_display_string()?;
-    let v: String = v.trim().chars().filter(|c| !c.is_control()).take(max).collect();
+    let v: String = v
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(max)
+        .collect();
     (!v.is_empty()).then_some(v)
 }
 
@@ -147,7 +164,14 @@ pub fn host_facts(d: &AgentDescription, instance_uid: &str) -> HostFacts {
 
 /// Facts worth copying onto the agent row when a description arrives later: `None` for each
 /// one the description does not carry.
-pub fn reported_facts(d: &AgentDescription) -> (Option<String>, Option<String>, Option<String>, Option<String>) {
+pub fn reported_facts(
+    d: &AgentDescription,
+) -> (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+) {
     (
         text_attr(d, "service.version", 64),
         text_attr(d, "host.name", 255),
@@ -174,19 +198,37 @@ mod tests {
         assert_eq!(v["identifying_attributes"]["service.name"], "demo");
         assert_eq!(v["non_identifying_attributes"]["cores"], 8);
         let f = host_facts(&d, "uid");
-        assert_eq!((f.host_id.as_str(), f.hostname.as_str(), f.os.as_str()), ("abc", "web-1", "linux"));
-        assert_eq!((f.arch.as_str(), f.agent_version.as_str()), ("unknown", "1.2.3"));
-        let bare = host_facts(&AgentDescription::default().with_identifying("service.name", "svc"), "u-1");
-        assert_eq!((bare.host_id.as_str(), bare.hostname.as_str()), ("u-1", "svc"));
+        assert_eq!(
+            (f.host_id.as_str(), f.hostname.as_str(), f.os.as_str()),
+            ("abc", "web-1", "linux")
+        );
+        assert_eq!(
+            (f.arch.as_str(), f.agent_version.as_str()),
+            ("unknown", "1.2.3")
+        );
+        let bare = host_facts(
+            &AgentDescription::default().with_identifying("service.name", "svc"),
+            "u-1",
+        );
+        assert_eq!(
+            (bare.host_id.as_str(), bare.hostname.as_str()),
+            ("u-1", "svc")
+        );
     }
 
     #[test]
     fn nested_values_and_binary_config() {
         let kv = AnyValue {
-            value: Some(any_value::Value::KvlistValue(KeyValueList { values: vec![KeyValue::new("a", true)] })),
+            value: Some(any_value::Value::KvlistValue(KeyValueList {
+                values: vec![KeyValue::new("a", true)],
+            })),
         };
         assert_eq!(any_value(&kv), json!({"a": true}));
-        let c = EffectiveConfig::new(AgentConfigMap::single("", vec![0xff, 0x00], "application/octet-stream"));
+        let c = EffectiveConfig::new(AgentConfigMap::single(
+            "",
+            vec![0xff, 0x00],
+            "application/octet-stream",
+        ));
         let v = effective_config(&c);
         assert_eq!(v["files"][""]["encoding"], "base64");
         assert_eq!(effective_config_hash(&c).len(), 64);

@@ -29,11 +29,21 @@ fn too_large(limit: usize) -> Response {
 }
 
 /// One plain-HTTP exchange (the caller checked credentials and content type).
-pub async fn exchange(st: AppState, cred: Credential, ip: Option<String>, req: Request) -> Response {
+pub async fn exchange(
+    st: AppState,
+    cred: Credential,
+    ip: Option<String>,
+    req: Request,
+) -> Response {
     let limit = st.config.opamp_max_message_bytes;
     let limits = Limits::new(limit);
     let (parts, body) = req.into_parts();
-    let header_str = |name| parts.headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    let header_str = |name| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
     let gzip_reply = wire::accepts_gzip(header_str(header::ACCEPT_ENCODING));
     let content_encoding = header_str(header::CONTENT_ENCODING).map(str::to_owned);
     let bytes = match axum::body::to_bytes(body, limit).await {
@@ -45,19 +55,31 @@ pub async fn exchange(st: AppState, cred: Credential, ip: Option<String>, req: R
         Ok(m) => m,
         Err(HttpError::TooLarge { limit }) => return too_large(limit),
         Err(e @ HttpError::UnsupportedEncoding(_)) => {
-            return ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_encoding", e.to_string())
-                .into_response()
+            return ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_encoding",
+                e.to_string(),
+            )
+            .into_response()
         }
         Err(e) => {
             tracing::info!(error = %e, "OpAMP/HTTP: malformed message");
-            return reply(&st, ServerToAgent::bad_request(Vec::<u8>::new(), e.to_string()), gzip_reply);
+            return reply(
+                &st,
+                ServerToAgent::bad_request(Vec::<u8>::new(), e.to_string()),
+                gzip_reply,
+            );
         }
     };
     let uid = match msg.uid() {
         Ok(u) => u,
         Err(e) => {
             tracing::info!(error = %e, "OpAMP/HTTP: malformed message");
-            return reply(&st, ServerToAgent::bad_request(&msg.instance_uid, e.to_string()), gzip_reply);
+            return reply(
+                &st,
+                ServerToAgent::bad_request(&msg.instance_uid, e.to_string()),
+                gzip_reply,
+            );
         }
     };
     let who = match session::resolve(&st, &cred, &msg, uid, ip).await {
@@ -74,7 +96,10 @@ fn reply(st: &AppState, msg: ServerToAgent, gzip: bool) -> Response {
     let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = StatusCode::OK;
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(wire::CONTENT_TYPE_PROTOBUF));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(wire::CONTENT_TYPE_PROTOBUF),
+    );
     if gzip {
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }

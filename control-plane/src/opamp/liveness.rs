@@ -55,7 +55,10 @@ pub async fn sweep(st: &AppState, timeout: Duration) {
     }
     match agent_status::mark_stale_offline(&st.db, cutoff, now).await {
         Ok(0) => {}
-        Ok(n) => tracing::info!(agents = n, "agents silent past the offline timeout marked offline"),
+        Ok(n) => tracing::info!(
+            agents = n,
+            "agents silent past the offline timeout marked offline"
+        ),
         Err(e) => tracing::warn!(error = %e, "OpAMP: cannot sweep stale agents"),
     }
 }
@@ -66,8 +69,17 @@ mod tests {
 
     #[test]
     fn interval_is_a_quarter_within_bounds() {
-        assert_eq!(sweep_interval(Duration::from_secs(90)), Duration::from_secs(5));
-        assert_eq!(sweep_interval(Duration::from_secs(2)), Duration::from_millis(500));
-        assert_eq!(sweep_interval(Duration::from_millis(200)), Duration::from_millis(100));
+        assert_eq!(
+            sweep_interval(Duration::from_secs(90)),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            sweep_interval(Duration::from_secs(2)),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            sweep_interval(Duration::from_millis(200)),
+            Duration::from_millis(100)
+        );
     }
 }

@@ -58,7 +58,10 @@ impl CloseReason {
     }
 
     fn index(self) -> usize {
-        CloseReason::ALL.iter().position(|r| *r == self).unwrap_or(0)
+        CloseReason::ALL
+            .iter()
+            .position(|r| *r == self)
+            .unwrap_or(0)
     }
 }
 
@@ -98,13 +101,28 @@ impl OpampMetrics {
         out.push_str("# HELP rmm_cp_agents_connected Agents with a live OpAMP session in this process, by transport.\n");
         out.push_str("# TYPE rmm_cp_agents_connected gauge\n");
         for t in [Transport::WebSocket, Transport::Http] {
-            let _ = writeln!(out, "rmm_cp_agents_connected{{transport=\"{}\"}} {}", t.as_str(), self.connected(t));
+            let _ = writeln!(
+                out,
+                "rmm_cp_agents_connected{{transport=\"{}\"}} {}",
+                t.as_str(),
+                self.connected(t)
+            );
         }
         out.push_str("# HELP rmm_cp_opamp_messages_total OpAMP messages, by direction (received AgentToServer, sent ServerToAgent).\n");
         out.push_str("# TYPE rmm_cp_opamp_messages_total counter\n");
-        let _ = writeln!(out, "rmm_cp_opamp_messages_total{{direction=\"received\"}} {}", self.received.load(Ordering::Relaxed));
-        let _ = writeln!(out, "rmm_cp_opamp_messages_total{{direction=\"sent\"}} {}", self.sent.load(Ordering::Relaxed));
-        out.push_str("# HELP rmm_cp_opamp_sessions_closed_total OpAMP sessions ended, by reason.\n");
+        let _ = writeln!(
+            out,
+            "rmm_cp_opamp_messages_total{{direction=\"received\"}} {}",
+            self.received.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "rmm_cp_opamp_messages_total{{direction=\"sent\"}} {}",
+            self.sent.load(Ordering::Relaxed)
+        );
+        out.push_str(
+            "# HELP rmm_cp_opamp_sessions_closed_total OpAMP sessions ended, by reason.\n",
+        );
         out.push_str("# TYPE rmm_cp_opamp_sessions_closed_total counter\n");
         for r in CloseReason::ALL {
             let _ = writeln!(
@@ -131,10 +149,25 @@ mod tests {
         m.connected_add(Transport::Http, 1);
         let mut out = String::new();
         m.render(&mut out);
-        assert!(out.contains("rmm_cp_agents_connected{transport=\"websocket\"} 0"), "{out}");
-        assert!(out.contains("rmm_cp_agents_connected{transport=\"http\"} 1"), "{out}");
-        assert!(out.contains("rmm_cp_opamp_messages_total{direction=\"sent\"} 2"), "{out}");
-        assert!(out.contains("rmm_cp_opamp_sessions_closed_total{reason=\"too_big\"} 1"), "{out}");
-        assert!(out.contains("rmm_cp_opamp_sessions_closed_total{reason=\"heartbeat_timeout\"} 0"), "{out}");
+        assert!(
+            out.contains("rmm_cp_agents_connected{transport=\"websocket\"} 0"),
+            "{out}"
+        );
+        assert!(
+            out.contains("rmm_cp_agents_connected{transport=\"http\"} 1"),
+            "{out}"
+        );
+        assert!(
+            out.contains("rmm_cp_opamp_messages_total{direction=\"sent\"} 2"),
+            "{out}"
+        );
+        assert!(
+            out.contains("rmm_cp_opamp_sessions_closed_total{reason=\"too_big\"} 1"),
+            "{out}"
+        );
+        assert!(
+            out.contains("rmm_cp_opamp_sessions_closed_total{reason=\"heartbeat_timeout\"} 0"),
+            "{out}"
+        );
     }
 }

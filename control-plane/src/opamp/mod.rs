@@ -47,7 +47,10 @@ async fn opamp(State(st): State<AppState>, ip: ClientIp, req: Request) -> Respon
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
-    let content_type = req.headers().get(header::CONTENT_TYPE).map(|v| v.as_bytes().to_vec());
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.as_bytes().to_vec());
     match content_type {
         Some(ct) if rmm_opamp::http::is_protobuf_content_type(&ct) => {
             if req.method() != Method::POST {
@@ -79,7 +82,11 @@ pub(crate) async fn mark_offline(st: &AppState, gone: Vec<Gone>, reason: CloseRe
         return;
     }
     count_gone(st, &gone, reason);
-    let ids: Vec<String> = gone.iter().filter(|g| g.was_online).map(|g| g.agent_id.clone()).collect();
+    let ids: Vec<String> = gone
+        .iter()
+        .filter(|g| g.was_online)
+        .map(|g| g.agent_id.clone())
+        .collect();
     for id in &ids {
         tracing::info!(agent = %id, reason = reason.as_str(), "agent offline");
     }

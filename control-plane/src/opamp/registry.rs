@@ -104,7 +104,11 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(metrics: Arc<Metrics>) -> Self {
-        Registry { agents: Mutex::new(HashMap::new()), next_session: AtomicU64::new(1), metrics }
+        Registry {
+            agents: Mutex::new(HashMap::new()),
+            next_session: AtomicU64::new(1),
+            metrics,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, LiveAgent>> {
@@ -113,9 +117,16 @@ impl Registry {
 
     /// Attach a new WebSocket session to `agent_id` (replacing, and closing, an older one)
     /// and return its handle and mailbox.
-    pub fn attach(&self, agent_id: &str, uid: InstanceUid) -> (SessionHandle, mpsc::Receiver<Push>) {
+    pub fn attach(
+        &self,
+        agent_id: &str,
+        uid: InstanceUid,
+    ) -> (SessionHandle, mpsc::Receiver<Push>) {
         let (tx, rx) = mpsc::channel(SESSION_QUEUE);
-        let handle = SessionHandle { id: self.next_session.fetch_add(1, Ordering::Relaxed), tx };
+        let handle = SessionHandle {
+            id: self.next_session.fetch_add(1, Ordering::Relaxed),
+            tx,
+        };
         let mut map = self.lock();
         let entry = map.entry(agent_id.to_owned()).or_insert_with(|| LiveAgent {
             state: AgentState::new(uid),
@@ -183,7 +194,14 @@ impl Registry {
             self.metrics.opamp.connected_add(transport, 1);
         }
         let extracted = extract(&obs, &entry.state, went_online);
-        Ok((Recorded { obs, went_online, capabilities: entry.state.capabilities }, extracted))
+        Ok((
+            Recorded {
+                obs,
+                went_online,
+                capabilities: entry.state.capabilities,
+            },
+            extracted,
+        ))
     }
 
     /// Switch the tracked instance uid of `agent_id` after offering it `new_instance_uid`.
@@ -210,15 +228,22 @@ impl Registry {
         if e.online {
             self.metrics.opamp.connected_add(e.transport, -1);
         }
-        Gone { agent_id, was_online: e.online, session: e.session }
+        Gone {
+            agent_id,
+            was_online: e.online,
+            session: e.session,
+        }
     }
 
     /// Remove and return every online agent silent since before `cutoff_ms`. (A WebSocket
     /// session that never sent a message is not online; its task enforces the deadline.)
     pub fn take_stale(&self, cutoff_ms: i64) -> Vec<Gone> {
         let mut map = self.lock();
-        let stale: Vec<String> =
-            map.iter().filter(|(_, e)| e.online && e.last_seen_ms < cutoff_ms).map(|(k, _)| k.clone()).collect();
+        let stale: Vec<String> = map
+            .iter()
+            .filter(|(_, e)| e.online && e.last_seen_ms < cutoff_ms)
+            .map(|(k, _)| k.clone())
+            .collect();
         let mut out = Vec::with_capacity(stale.len());
         for id in stale {
             if let Some(e) = map.remove(&id) {
@@ -299,7 +324,12 @@ mod tests {
     use rmm_opamp::proto::AgentDescription;
 
     fn msg(uid: InstanceUid, seq: u64) -> AgentToServer {
-        AgentToServer { instance_uid: uid.to_vec(), sequence_num: seq, capabilities: 0x2001, ..Default::default() }
+        AgentToServer {
+            instance_uid: uid.to_vec(),
+            sequence_num: seq,
+            capabilities: 0x2001,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -308,13 +338,20 @@ mod tests {
         let reg = Registry::new(metrics.clone());
         let uid = InstanceUid::new_v7();
         let mut hello = msg(uid, 1);
-        hello.agent_description = Some(AgentDescription::default().with_identifying("service.name", "x"));
-        let (r, _) = reg.record("a1", Transport::Http, hello, 1000, |_, _, _| ()).unwrap();
+        hello.agent_description =
+            Some(AgentDescription::default().with_identifying("service.name", "x"));
+        let (r, _) = reg
+            .record("a1", Transport::Http, hello, 1000, |_, _, _| ())
+            .unwrap();
         assert!(r.went_online && !r.obs.report_full_state);
         assert_eq!(metrics.opamp.connected(Transport::Http), 1);
-        let (r, _) = reg.record("a1", Transport::Http, msg(uid, 2), 2000, |_, _, _| ()).unwrap();
+        let (r, _) = reg
+            .record("a1", Transport::Http, msg(uid, 2), 2000, |_, _, _| ())
+            .unwrap();
         assert!(!r.went_online && !r.obs.report_full_state);
-        let (r, _) = reg.record("a1", Transport::Http, msg(uid, 9), 3000, |_, _, _| ()).unwrap();
+        let (r, _) = reg
+            .record("a1", Transport::Http, msg(uid, 9), 3000, |_, _, _| ())
+            .unwrap();
         assert!(r.obs.report_full_state, "sequence gap asks for full state");
         assert_eq!(reg.take_unflushed(), vec![("a1".to_owned(), 3000)]);
         assert!(reg.take_unflushed().is_empty());
@@ -331,9 +368,13 @@ mod tests {
         let uid = InstanceUid::new_v7();
         let (old, mut old_rx) = reg.attach("a1", uid);
         let (new, _new_rx) = reg.attach("a1", uid);
-        assert!(matches!(old_rx.try_recv(), Ok(Push::Close(1000, CloseReason::Replaced))));
+        assert!(matches!(
+            old_rx.try_recv(),
+            Ok(Push::Close(1000, CloseReason::Replaced))
+        ));
         assert!(reg.remove("a1", Some(old.id)).is_none());
-        reg.record("a1", Transport::WebSocket, msg(uid, 0), 5, |_, _, _| ()).unwrap();
+        reg.record("a1", Transport::WebSocket, msg(uid, 0), 5, |_, _, _| ())
+            .unwrap();
         assert_eq!(metrics.opamp.connected(Transport::WebSocket), 1);
         assert!(reg.push("a1", ServerToAgent::ack(uid.as_bytes())));
         assert!(reg.remove("a1", Some(new.id)).is_some());

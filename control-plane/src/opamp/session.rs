@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use rmm_opamp::capabilities::{agent, has, server};
 use rmm_opamp::proto::{
-    AgentToServer, ConnectionSettingsOffers, Headers, OpAmpConnectionSettings, ServerErrorResponseType,
-    ServerToAgent,
+    AgentToServer, ConnectionSettingsOffers, Headers, OpAmpConnectionSettings,
+    ServerErrorResponseType, ServerToAgent,
 };
 use rmm_opamp::{AgentState, InstanceUid, Observation};
 
@@ -50,7 +50,10 @@ pub struct Answer {
 
 impl Answer {
     fn end(reply: ServerToAgent, reason: CloseReason) -> Self {
-        Answer { reply, end: Some(reason) }
+        Answer {
+            reply,
+            end: Some(reason),
+        }
     }
 }
 
@@ -66,25 +69,53 @@ pub async fn resolve(
     ip: Option<String>,
 ) -> Result<Resolved, Answer> {
     let (token, token_hash) = match cred {
-        Credential::Agent(a) => return Ok(Resolved { agent: a.clone(), new_secret: None, new_uid: None }),
+        Credential::Agent(a) => {
+            return Ok(Resolved {
+                agent: a.clone(),
+                new_secret: None,
+                new_uid: None,
+            })
+        }
         Credential::Enrollment { token, token_hash } => (token, token_hash),
     };
     let uid_text = uid.to_string();
-    let facts = msg.agent_description.as_ref().map(|d| describe::host_facts(d, &uid_text));
-    let known = agent_status::enrolled_with_token(&st.db, &token.id, &uid_text, facts.as_ref().map(|f| f.host_id.as_str()))
-        .await
-        .map_err(|e| unavailable(uid, &e))?;
+    let facts = msg
+        .agent_description
+        .as_ref()
+        .map(|d| describe::host_facts(d, &uid_text));
+    let known = agent_status::enrolled_with_token(
+        &st.db,
+        &token.id,
+        &uid_text,
+        facts.as_ref().map(|f| f.host_id.as_str()),
+    )
+    .await
+    .map_err(|e| unavailable(uid, &e))?;
     if let Some(agent) = known {
-        return Ok(Resolved { agent, new_secret: None, new_uid: None });
+        return Ok(Resolved {
+            agent,
+            new_secret: None,
+            new_uid: None,
+        });
     }
     let Some(facts) = facts else {
         // Enrollment needs host facts: ask for the description.
-        let reply = ServerToAgent::builder(uid).capabilities(SERVER_CAPABILITIES).report_full_state().build();
+        let reply = ServerToAgent::builder(uid)
+            .capabilities(SERVER_CAPABILITIES)
+            .report_full_state()
+            .build();
         return Err(Answer { reply, end: None });
     };
     let secret = secrets::new_token(AGENT_SECRET_PREFIX);
-    let result =
-        enrollment::enroll_as(&st.db, token_hash, &secrets::token_hash(&secret), &facts, ip, Some(&uid_text)).await;
+    let result = enrollment::enroll_as(
+        &st.db,
+        token_hash,
+        &secrets::token_hash(&secret),
+        &facts,
+        ip,
+        Some(&uid_text),
+    )
+    .await;
     let (label, message) = match result {
         Ok(e) => {
             st.metrics.enrollment("success");
@@ -93,8 +124,16 @@ pub async fn resolve(
                 Ok(id) if id != uid => Some(id),
                 _ => None,
             };
-            let agent = AgentIdentity { id: e.agent_id, client_id: e.client_id, site_id: e.site_id };
-            return Ok(Resolved { agent, new_secret: Some(secret), new_uid });
+            let agent = AgentIdentity {
+                id: e.agent_id,
+                client_id: e.client_id,
+                site_id: e.site_id,
+            };
+            return Ok(Resolved {
+                agent,
+                new_secret: Some(secret),
+                new_uid,
+            });
         }
         Err(EnrollError::Invalid) => ("token_invalid", "the enrollment token is not valid"),
         Err(EnrollError::Expired) => ("token_expired", "the enrollment token has expired"),
@@ -111,17 +150,30 @@ pub async fn resolve(
 fn unavailable(uid: InstanceUid, err: &dyn std::fmt::Display) -> Answer {
     tracing::error!(error = %err, "OpAMP: database error");
     Answer::end(
-        ServerToAgent::unavailable(uid, "the server cannot reach its database; retry later", Some(Duration::from_secs(30))),
+        ServerToAgent::unavailable(
+            uid,
+            "the server cannot reach its database; retry later",
+            Some(Duration::from_secs(30)),
+        ),
         CloseReason::Refused,
     )
 }
 
 /// Columns to write after `obs`: the online transition and every sub-message that changed.
-fn status_write(obs: &Observation, state: &AgentState, went_online: bool, transport: Transport) -> StatusWrite {
+fn status_write(
+    obs: &Observation,
+    state: &AgentState,
+    went_online: bool,
+    transport: Transport,
+) -> StatusWrite {
     let mut w = StatusWrite::default();
     let now = now_ms();
     if went_online || obs.new_agent {
-        w.online = Some(Online { at_ms: now, instance_uid: obs.instance_uid.to_string(), transport: transport.as_str() });
+        w.online = Some(Online {
+            at_ms: now,
+            instance_uid: obs.instance_uid.to_string(),
+            transport: transport.as_str(),
+        });
     }
     if went_online || obs.new_agent || obs.capabilities_changed {
         w.capabilities = Some(state.capabilities);
@@ -137,16 +189,24 @@ fn status_write(obs: &Observation, state: &AgentState, went_online: bool, transp
         w.health = s.health.as_ref().map(|h| describe::health(h).to_string());
     }
     if obs.changed.effective_config {
-        w.effective_config = s
-            .effective_config
-            .as_ref()
-            .map(|c| (describe::effective_config(c).to_string(), describe::effective_config_hash(c)));
+        w.effective_config = s.effective_config.as_ref().map(|c| {
+            (
+                describe::effective_config(c).to_string(),
+                describe::effective_config_hash(c),
+            )
+        });
     }
     if obs.changed.remote_config_status {
-        w.remote_config_status = s.remote_config_status.as_ref().map(|r| describe::remote_config_status(r).to_string());
+        w.remote_config_status = s
+            .remote_config_status
+            .as_ref()
+            .map(|r| describe::remote_config_status(r).to_string());
     }
     if obs.changed.package_statuses {
-        w.package_statuses = s.package_statuses.as_ref().map(|p| describe::package_statuses(p).to_string());
+        w.package_statuses = s
+            .package_statuses
+            .as_ref()
+            .map(|p| describe::package_statuses(p).to_string());
     }
     w
 }
@@ -157,9 +217,10 @@ fn endpoint(st: &AppState, transport: Transport) -> String {
     match transport {
         Transport::Http => format!("{base}{}", super::PATH),
         Transport::WebSocket => {
-            let ws = base.strip_prefix("https://").map(|r| format!("wss://{r}")).or_else(|| {
-                base.strip_prefix("http://").map(|r| format!("ws://{r}"))
-            });
+            let ws = base
+                .strip_prefix("https://")
+                .map(|r| format!("wss://{r}"))
+                .or_else(|| base.strip_prefix("http://").map(|r| format!("ws://{r}")));
             format!("{}{}", ws.unwrap_or_else(|| base.clone()), super::PATH)
         }
     }
@@ -175,14 +236,21 @@ pub async fn process(
 ) -> Answer {
     let uid_bytes = msg.instance_uid.clone();
     let agent_id = who.agent.id.as_str();
-    let recorded = st.opamp.record(agent_id, transport, msg, now_ms(), |obs, state, went_online| {
-        status_write(obs, state, went_online, transport)
-    });
+    let recorded = st.opamp.record(
+        agent_id,
+        transport,
+        msg,
+        now_ms(),
+        |obs, state, went_online| status_write(obs, state, went_online, transport),
+    );
     let (rec, write) = match recorded {
         Ok(r) => r,
         Err(e) => {
             tracing::info!(agent = agent_id, error = %e, "OpAMP: malformed message");
-            return Answer::end(ServerToAgent::bad_request(&uid_bytes, e.to_string()), CloseReason::Malformed);
+            return Answer::end(
+                ServerToAgent::bad_request(&uid_bytes, e.to_string()),
+                CloseReason::Malformed,
+            );
         }
     };
     let obs = rec.obs;
@@ -205,7 +273,9 @@ pub async fn process(
                 );
                 return Answer::end(reply, CloseReason::Refused);
             }
-            Err(e) => tracing::warn!(agent = agent_id, error = %e, "OpAMP: cannot store the agent's status"),
+            Err(e) => {
+                tracing::warn!(agent = agent_id, error = %e, "OpAMP: cannot store the agent's status")
+            }
         }
     }
     if obs.disconnect {
@@ -213,7 +283,10 @@ pub async fn process(
             super::mark_offline(st, vec![gone], CloseReason::Disconnect).await;
         }
         tracing::info!(agent = agent_id, "agent disconnected");
-        return Answer::end(ServerToAgent::ack(obs.instance_uid), CloseReason::Disconnect);
+        return Answer::end(
+            ServerToAgent::ack(obs.instance_uid),
+            CloseReason::Disconnect,
+        );
     }
 
     let mut reply = obs.reply(SERVER_CAPABILITIES);
@@ -229,14 +302,24 @@ pub async fn process(
         }
     }
     let assign = who.new_uid.or_else(|| {
-        obs.requests_instance_uid.then(|| agent_id.parse::<InstanceUid>().ok()).flatten()
+        obs.requests_instance_uid
+            .then(|| agent_id.parse::<InstanceUid>().ok())
+            .flatten()
     });
     if let Some(new_uid) = assign {
         reply = reply.new_instance_uid(new_uid);
         st.opamp.rekey(agent_id, new_uid);
     }
     if let Some(gap) = obs.sequence_gap {
-        tracing::debug!(agent = agent_id, expected = gap.expected, received = gap.received, "sequence gap: full state requested");
+        tracing::debug!(
+            agent = agent_id,
+            expected = gap.expected,
+            received = gap.received,
+            "sequence gap: full state requested"
+        );
     }
-    Answer { reply: reply.build(), end: None }
+    Answer {
+        reply: reply.build(),
+        end: None,
+    }
 }

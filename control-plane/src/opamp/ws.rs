@@ -62,7 +62,8 @@ struct Bound {
 
 async fn run(st: AppState, cred: Credential, ip: Option<String>, mut socket: WebSocket) {
     let limits = Limits::new(st.config.opamp_max_message_bytes);
-    let first_deadline = tokio::time::Instant::now() + Duration::from_secs(st.config.opamp_offline_timeout_seconds);
+    let first_deadline =
+        tokio::time::Instant::now() + Duration::from_secs(st.config.opamp_offline_timeout_seconds);
     let mut bound: Option<Bound> = None;
     let reason = loop {
         let incoming = match bound.as_mut() {
@@ -95,7 +96,10 @@ async fn run(st: AppState, cred: Credential, ip: Option<String>, mut socket: Web
             Some(Err(e)) => {
                 // The WebSocket layer refuses messages beyond its cap; say so, best effort.
                 let text = e.to_string();
-                if text.contains("too long") || text.contains("too big") || text.contains("Space limit") {
+                if text.contains("too long")
+                    || text.contains("too big")
+                    || text.contains("Space limit")
+                {
                     tracing::info!(error = %text, "OpAMP/WebSocket: oversized message");
                     close(&mut socket, WS_CLOSE_MESSAGE_TOO_BIG, "message too big").await;
                     break CloseReason::TooBig;
@@ -108,7 +112,12 @@ async fn run(st: AppState, cred: Credential, ip: Option<String>, mut socket: Web
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
             Some(Ok(Message::Text(_))) => {
                 tracing::info!("OpAMP/WebSocket: text message refused");
-                close(&mut socket, CLOSE_UNSUPPORTED_DATA, "OpAMP messages are binary").await;
+                close(
+                    &mut socket,
+                    CLOSE_UNSUPPORTED_DATA,
+                    "OpAMP messages are binary",
+                )
+                .await;
                 break CloseReason::Malformed;
             }
         };
@@ -116,13 +125,34 @@ async fn run(st: AppState, cred: Credential, ip: Option<String>, mut socket: Web
         let msg = match wire::decode_agent_to_server(&data, &limits) {
             Ok(m) => m,
             Err(e) => {
-                let agent = bound.as_ref().map(|b| b.who.agent.id.as_str()).unwrap_or("-");
+                let agent = bound
+                    .as_ref()
+                    .map(|b| b.who.agent.id.as_str())
+                    .unwrap_or("-");
                 tracing::info!(agent, error = %e, "OpAMP/WebSocket: malformed message, closing the session");
-                let reason = if matches!(e, FrameError::TooLarge { .. }) { CloseReason::TooBig } else { CloseReason::Malformed };
+                let reason = if matches!(e, FrameError::TooLarge { .. }) {
+                    CloseReason::TooBig
+                } else {
+                    CloseReason::Malformed
+                };
                 if reason == CloseReason::Malformed {
-                    let _ = send(&st, &mut socket, &ServerToAgent::bad_request(Vec::<u8>::new(), e.to_string())).await;
+                    let _ = send(
+                        &st,
+                        &mut socket,
+                        &ServerToAgent::bad_request(Vec::<u8>::new(), e.to_string()),
+                    )
+                    .await;
                 }
-                close(&mut socket, e.close_code(), if reason == CloseReason::TooBig { "message too big" } else { "malformed message" }).await;
+                close(
+                    &mut socket,
+                    e.close_code(),
+                    if reason == CloseReason::TooBig {
+                        "message too big"
+                    } else {
+                        "malformed message"
+                    },
+                )
+                .await;
                 break reason;
             }
         };
@@ -130,7 +160,12 @@ async fn run(st: AppState, cred: Credential, ip: Option<String>, mut socket: Web
             Ok(u) => u,
             Err(e) => {
                 tracing::info!(error = %e, "OpAMP/WebSocket: malformed message, closing the session");
-                let _ = send(&st, &mut socket, &ServerToAgent::bad_request(&msg.instance_uid, e.to_string())).await;
+                let _ = send(
+                    &st,
+                    &mut socket,
+                    &ServerToAgent::bad_request(&msg.instance_uid, e.to_string()),
+                )
+                .await;
                 close(&mut socket, CLOSE_PROTOCOL_ERROR, "invalid instance_uid").await;
                 break CloseReason::Malformed;
             }
@@ -139,7 +174,11 @@ async fn run(st: AppState, cred: Credential, ip: Option<String>, mut socket: Web
             match session::resolve(&st, &cred, &msg, uid, ip.clone()).await {
                 Ok(who) => {
                     let (handle, mailbox) = st.opamp.attach(&who.agent.id, uid);
-                    bound = Some(Bound { who, handle, mailbox });
+                    bound = Some(Bound {
+                        who,
+                        handle,
+                        mailbox,
+                    });
                 }
                 Err(answer) => {
                     if send(&st, &mut socket, &answer.reply).await.is_err() {
@@ -156,7 +195,8 @@ async fn run(st: AppState, cred: Credential, ip: Option<String>, mut socket: Web
             }
         }
         let Some(b) = bound.as_mut() else { continue };
-        let answer = session::process(&st, &b.who, Transport::WebSocket, Some(b.handle.id), msg).await;
+        let answer =
+            session::process(&st, &b.who, Transport::WebSocket, Some(b.handle.id), msg).await;
         // Offers (secret, instance uid) are made once, in the first reply.
         b.who.new_secret = None;
         b.who.new_uid = None;
@@ -164,7 +204,11 @@ async fn run(st: AppState, cred: Credential, ip: Option<String>, mut socket: Web
             break CloseReason::ConnectionClosed;
         }
         if let Some(reason) = answer.end {
-            let code = if reason == CloseReason::Disconnect { CLOSE_NORMAL } else { CLOSE_POLICY };
+            let code = if reason == CloseReason::Disconnect {
+                CLOSE_NORMAL
+            } else {
+                CLOSE_POLICY
+            };
             close(&mut socket, code, reason.as_str()).await;
             break reason;
         }
@@ -181,12 +225,23 @@ async fn run(st: AppState, cred: Credential, ip: Option<String>, mut socket: Web
     }
 }
 
-async fn send(st: &AppState, socket: &mut WebSocket, msg: &ServerToAgent) -> Result<(), axum::Error> {
+async fn send(
+    st: &AppState,
+    socket: &mut WebSocket,
+    msg: &ServerToAgent,
+) -> Result<(), axum::Error> {
     st.metrics.opamp.sent();
     socket.send(Message::Binary(wire::encode(msg).into())).await
 }
 
 async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
-    let frame = CloseFrame { code, reason: reason.to_owned().into() };
-    let _ = tokio::time::timeout(Duration::from_secs(2), socket.send(Message::Close(Some(frame)))).await;
+    let frame = CloseFrame {
+        code,
+        reason: reason.to_owned().into(),
+    };
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        socket.send(Message::Close(Some(frame))),
+    )
+    .await;
 }

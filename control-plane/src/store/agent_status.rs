@@ -18,29 +18,43 @@ pub struct OpampToken {
 
 /// The enrollment token whose hash is `token_hash`, if any.
 pub async fn enrollment_token(db: &Db, token_hash: &str) -> Result<Option<OpampToken>> {
-    let mut sql = Sql::new("SELECT id, client_id, site_id, revoked_at FROM enrollment_tokens WHERE token_hash = ");
+    let mut sql = Sql::new(
+        "SELECT id, client_id, site_id, revoked_at FROM enrollment_tokens WHERE token_hash = ",
+    );
     sql.bind(token_hash);
-    Ok(sql.query_as::<OpampToken>().fetch_optional(db.pool()).await?)
+    Ok(sql
+        .query_as::<OpampToken>()
+        .fetch_optional(db.pool())
+        .await?)
 }
 
-/// The agent enrolled with token `token_id` that is the instance `instance_uid` (its id, or
-/// the instance uid it reported), or else the host `host_id`: an agent that keeps the
-/// enrollment token as its OpAMP credential because it cannot apply offered ones.
+/// The agent enrolled with token `token_id` that keeps the token as its OpAMP credential
+/// (because it cannot apply offered ones): with a description, the agent of host `host_id`
+/// (a clone reusing another host's instance uid is a new host); without one, the agent that
+/// is the instance `instance_uid` (its id, or the instance uid it reported).
 pub async fn enrolled_with_token(
     db: &Db,
     token_id: &str,
     instance_uid: &str,
     host_id: Option<&str>,
 ) -> Result<Option<AgentIdentity>> {
-    let mut sql = Sql::new("SELECT id, client_id, site_id FROM agents WHERE enrollment_token_id = ");
-    sql.bind(token_id).push(" AND (id = ").bind(instance_uid).push(" OR instance_uid = ").bind(instance_uid);
-    if let Some(h) = host_id {
-        sql.push(" OR host_id = ").bind(h);
-    }
-    // Prefer the exact instance over the same host.
-    sql.push(") ORDER BY CASE WHEN id = ").bind(instance_uid).push(" OR instance_uid = ").bind(instance_uid);
-    sql.push(" THEN 0 ELSE 1 END LIMIT 1");
-    Ok(sql.query_as::<AgentIdentity>().fetch_optional(db.pool()).await?)
+    let mut sql =
+        Sql::new("SELECT id, client_id, site_id FROM agents WHERE enrollment_token_id = ");
+    sql.bind(token_id);
+    match host_id {
+        Some(h) => sql.push(" AND host_id = ").bind(h),
+        None => sql
+            .push(" AND (id = ")
+            .bind(instance_uid)
+            .push(" OR instance_uid = ")
+            .bind(instance_uid)
+            .push(")"),
+    };
+    sql.push(" LIMIT 1");
+    Ok(sql
+        .query_as::<AgentIdentity>()
+        .fetch_optional(db.pool())
+        .await?)
 }
 
 /// Columns to change after an OpAMP message; `None` leaves a column as it is.
@@ -109,7 +123,10 @@ pub async fn write(db: &Db, id: &str, w: &StatusWrite, now_ms: i64) -> Result<bo
         }
     }
     if let Some((body, hash)) = &w.effective_config {
-        sql.push(", effective_config = ").bind(body).push(", effective_config_hash = ").bind(hash);
+        sql.push(", effective_config = ")
+            .bind(body)
+            .push(", effective_config_hash = ")
+            .bind(hash);
     }
     sql.push(" WHERE id = ").bind(id);
     Ok(sql.query().execute(db.pool()).await?.rows_affected() == 1)
@@ -122,7 +139,8 @@ pub async fn touch(db: &Db, seen: &[(String, i64)]) -> Result<()> {
     }
     // Heartbeats arrive spread over time; one statement per distinct second keeps the batch
     // small without losing more than a second of precision.
-    let mut by_second: std::collections::BTreeMap<i64, Vec<&str>> = std::collections::BTreeMap::new();
+    let mut by_second: std::collections::BTreeMap<i64, Vec<&str>> =
+        std::collections::BTreeMap::new();
     for (id, at) in seen {
         by_second.entry(at / 1000).or_default().push(id);
     }
@@ -130,7 +148,10 @@ pub async fn touch(db: &Db, seen: &[(String, i64)]) -> Result<()> {
     for (second, ids) in by_second {
         for chunk in ids.chunks(500) {
             let mut sql = Sql::new("UPDATE agents SET last_seen = ");
-            sql.bind(second * 1000).push(" WHERE status = 'online' AND id IN (").bind_list(chunk.iter().copied()).push(")");
+            sql.bind(second * 1000)
+                .push(" WHERE status = 'online' AND id IN (")
+                .bind_list(chunk.iter().copied())
+                .push(")");
             sql.query().execute(&mut *tx).await?;
         }
     }
@@ -142,7 +163,10 @@ pub async fn touch(db: &Db, seen: &[(String, i64)]) -> Result<()> {
 pub async fn mark_offline(db: &Db, ids: &[String], now_ms: i64) -> Result<()> {
     for chunk in ids.chunks(500) {
         let mut sql = Sql::new("UPDATE agents SET status = 'offline', updated_at = ");
-        sql.bind(now_ms).push(" WHERE status = 'online' AND id IN (").bind_list(chunk.iter().map(String::as_str)).push(")");
+        sql.bind(now_ms)
+            .push(" WHERE status = 'online' AND id IN (")
+            .bind_list(chunk.iter().map(String::as_str))
+            .push(")");
         sql.query().execute(db.pool()).await?;
     }
     Ok(())
@@ -153,7 +177,10 @@ pub async fn mark_offline(db: &Db, ids: &[String], now_ms: i64) -> Result<()> {
 /// Returns how many were changed.
 pub async fn mark_stale_offline(db: &Db, cutoff_ms: i64, now_ms: i64) -> Result<u64> {
     let mut sql = Sql::new("UPDATE agents SET status = 'offline', updated_at = ");
-    sql.bind(now_ms).push(" WHERE status = 'online' AND (last_seen IS NULL OR last_seen < ").bind(cutoff_ms).push(")");
+    sql.bind(now_ms)
+        .push(" WHERE status = 'online' AND (last_seen IS NULL OR last_seen < ")
+        .bind(cutoff_ms)
+        .push(")");
     Ok(sql.query().execute(db.pool()).await?.rows_affected())
 }
 
