@@ -598,3 +598,32 @@ fn a_failing_receiver_gets_the_kept_pushes_in_order_and_the_oldest_beyond_the_ca
         "{log}"
     );
 }
+
+/// `otlp.interval` longer than the collection interval: a push every few cycles, each with the
+/// latest snapshot.
+#[test]
+fn otlp_interval_spaces_the_pushes() {
+    let (addr, rx) = http_receiver(Arc::new(AtomicBool::new(false)));
+    let _agent = RunningAgent::start(&[
+        ("RMM_AGENT_OTLP_ENABLED", "true"),
+        ("RMM_AGENT_OTLP_ENDPOINT", &format!("http://{addr}")),
+        ("RMM_AGENT_OTLP_INTERVAL", "3s"),
+    ]);
+    let recv = || {
+        let r = rx.recv_timeout(Duration::from_secs(10)).expect("a push");
+        (std::time::Instant::now(), collections(&r))
+    };
+    let (t0, c0) = recv();
+    let (t1, c1) = recv();
+    let (t2, c2) = recv();
+    for (gap, cycles) in [(t1 - t0, c1 - c0), (t2 - t1, c2 - c1)] {
+        assert!(
+            gap >= Duration::from_millis(2500) && gap <= Duration::from_millis(4500),
+            "pushes {gap:?} apart"
+        );
+        assert!(
+            (2.0..=4.0).contains(&cycles),
+            "{cycles} cycles between pushes"
+        );
+    }
+}
