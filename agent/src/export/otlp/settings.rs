@@ -323,6 +323,61 @@ mod tests {
         assert_eq!(c.endpoint(), "http://127.0.0.1:4317");
     }
 
+    fn load(file: &str, env: &[(&str, &str)]) -> Result<crate::AgentConfig, String> {
+        crate::AgentConfig::from_sources(
+            Some((std::path::Path::new("agent.toml"), file)),
+            env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn precedence_is_file_then_otel_then_rmm_agent_variables() {
+        let c = load(
+            "[otlp]\nendpoint = \"http://file:1\"\ntimeout = \"9s\"\ncompression = \"none\"\n",
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel:4318"),
+                ("OTEL_EXPORTER_OTLP_TIMEOUT", "1500"),
+                ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=k1"),
+                ("RMM_AGENT_OTLP_ENDPOINT", "http://rmm:4318"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.otlp.endpoint(), "http://rmm:4318");
+        assert_eq!(c.otlp.timeout, Duration::from_millis(1500));
+        assert_eq!(c.otlp.headers["api-key"], "k1");
+        assert_eq!(c.otlp.compression, Compression::None);
+    }
+
+    #[test]
+    fn maps_come_from_key_value_lists_or_inline_tables() {
+        let c = load(
+            "",
+            &[
+                ("RMM_AGENT_OTLP_HEADERS", "authorization=Bearer%20t,x-a=b"),
+                (
+                    "RMM_AGENT_OTLP_ATTRIBUTES",
+                    "{ client = \"Acme Corp\", site = \"HQ\" }",
+                ),
+                ("RMM_AGENT_OTLP_INTERVAL", "30s"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.otlp.headers["authorization"], "Bearer t");
+        assert_eq!(c.otlp.attributes["client"], "Acme Corp");
+        assert_eq!(c.otlp.interval, Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn bad_otlp_settings_name_their_source() {
+        let e = load("", &[("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd")]).unwrap_err();
+        assert!(e.contains("OTEL_EXPORTER_OTLP_COMPRESSION"), "{e}");
+        let e = load("", &[("RMM_AGENT_OTLP_ENDPOINT", "collector:4317")]).unwrap_err();
+        assert!(e.contains("RMM_AGENT_OTLP_ENDPOINT"), "{e}");
+        let e = load("[otlp]\nattributes = { instance = \"x\" }\n", &[]).unwrap_err();
+        assert!(e.contains("otlp.attributes"), "{e}");
+    }
+
     #[test]
     fn job_and_instance_are_refused_as_attributes() {
         let mut c = OtlpConfig::default();
