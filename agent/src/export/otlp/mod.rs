@@ -14,15 +14,21 @@
 //!   collection is converted to the protobuf request right away, encoded once, and queued; one
 //!   sender drains the queue in order over the configured transport ([`transport`]). Live and
 //!   replayed pushes take the same path.
+//!   `opentelemetry-otlp` is therefore not used; its transports are replaced by tonic's
+//!   generated client (gRPC) and reqwest (HTTP), with gzip, headers and a timeout.
 //! - **Same series as `/metrics`.** Both paths start from [`model::from_snapshot`]; the
 //!   identity labels service discovery adds in scrape mode (`client`, `site`, `host`, `agent`)
-//!   come from `[otlp] attributes` and go on every data point and on the Resource.
-//!   `service.name = rmm-agent` (→ `job`), `service.instance.id` (→ `instance`) is
-//!   `otlp.service_instance_id` or the host id as a UUID.
-//! - **Never blocks collection.** Collection publishes on a `watch` channel and never waits;
-//!   the encoder appends to a byte-bounded buffer (oldest dropped, or spilled to disk first);
-//!   the sender retries with backoff and logs an outage once when it starts and once when it
-//!   ends. Counters: `rmm_agent_otlp_*` ([`stats`]).
+//!   come from `[otlp] attributes` (and the enrollment, [`resolve`]) and go on every data
+//!   point and on the Resource. `service.name = rmm-agent` (→ `job`), `service.instance.id`
+//!   (→ `instance`) is the agent id, `otlp.service_instance_id`, or the host id as a UUID.
+//!   The Resource has no `telemetry.sdk.*`, so `target_info` matches the one on `/metrics`.
+//! - **Never blocks collection.** Collection publishes on a `watch` channel (latest snapshot
+//!   only) and never waits on anything; the encoder task appends to the buffer, bounded in
+//!   bytes rather than in entries because push sizes vary with the host (oldest dropped, or
+//!   spilled to disk first, every drop counted); the sender retries with backoff (up to the
+//!   collection interval, 1–30 s) and logs an outage once when it starts and once when it
+//!   ends. A push the receiver refuses as invalid (4xx) is dropped rather than retried, so it
+//!   cannot wedge the queue. Counters: `rmm_agent_otlp_*` ([`stats`]).
 
 pub mod buffer;
 pub mod encode;
