@@ -1,7 +1,7 @@
 //! `[otlp]`: where and how the OTLP exporter pushes, and how much it keeps while it cannot.
 //!
 //! Precedence, lowest first: defaults, the TOML file, the standard `OTEL_EXPORTER_OTLP_*`
-//! variables ([`apply_otel_env`]), then `RMM_AGENT_OTLP_*` (the agent's own overrides win, so an
+//! variables ([`otel_env`]), then `RMM_AGENT_OTLP_*` (the agent's own overrides win, so an
 //! environment inherited from another OpenTelemetry program cannot undo an explicit setting).
 
 use std::collections::BTreeMap;
