@@ -2,6 +2,8 @@
 //! (request, stored files and modes, error display) and `run` when enrolled (OpAMP session
 //! next to an unaffected `/metrics`, goodbye on SIGTERM). The run against the real control
 //! plane is `control_e2e.rs`.
+// tungstenite's handshake callback returns `Result<Response, ErrorResponse>` by design.
+#![allow(clippy::result_large_err)]
 
 mod common;
 

@@ -3,6 +3,8 @@
 //! ReportFullState, status updates, disconnect on shutdown, reconnects and backoff. A check of
 //! the client's behaviour at unit level; the end-to-end proof against the real control plane
 //! is `control_e2e.rs`.
+// tungstenite's handshake callback returns `Result<Response, ErrorResponse>` by design.
+#![allow(clippy::result_large_err)]
 
 use std::time::Duration;
 

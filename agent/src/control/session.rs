@@ -116,7 +116,7 @@ pub enum StatusUpdate {
 pub enum ServerEvent {
     RemoteConfig(AgentRemoteConfig),
     PackagesAvailable(PackagesAvailable),
-    ConnectionSettings(ConnectionSettingsOffers),
+    ConnectionSettings(Box<ConnectionSettingsOffers>),
     CustomMessage(CustomMessage),
     CustomCapabilities(CustomCapabilities),
     Command(Command),
@@ -482,7 +482,7 @@ impl Session {
             self.forward(ServerEvent::PackagesAvailable(p));
         }
         if let Some(c) = effects.connection_settings {
-            self.forward(ServerEvent::ConnectionSettings(c));
+            self.forward(ServerEvent::ConnectionSettings(Box::new(c)));
         }
         if let Some(c) = effects.custom_capabilities {
             self.forward(ServerEvent::CustomCapabilities(c));
