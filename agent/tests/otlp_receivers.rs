@@ -84,7 +84,10 @@ impl MetricsService for Grpc {
 }
 
 fn grpc_receiver() -> (SocketAddr, mpsc::Receiver<Received>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    grpc_receiver_on(std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+}
+
+fn grpc_receiver_on(listener: std::net::TcpListener) -> (SocketAddr, mpsc::Receiver<Received>) {
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = mpsc::channel();
@@ -626,4 +629,38 @@ fn otlp_interval_spaces_the_pushes() {
             "{cycles} cycles between pushes"
         );
     }
+}
+
+/// OTLP/gRPC while the receiver is not there yet: the agent keeps retrying, and once the
+/// receiver listens the backlog arrives in order over the re-established connection.
+#[test]
+fn grpc_backlog_arrives_in_order_once_the_receiver_listens() {
+    let port = free_port();
+    let agent = RunningAgent::start(&[
+        ("RMM_AGENT_OTLP_ENABLED", "true"),
+        ("RMM_AGENT_OTLP_PROTOCOL", "grpc"),
+        (
+            "RMM_AGENT_OTLP_ENDPOINT",
+            &format!("http://127.0.0.1:{port}"),
+        ),
+    ]);
+    std::thread::sleep(Duration::from_secs(5));
+    let during = agent.metrics();
+    assert!(scalar(&during, "rmm_agent_otlp_export_failures_total") > 0.0);
+    let kept = scalar(&during, "rmm_agent_otlp_buffer_pushes");
+    assert!(kept >= 3.0, "{kept} pushes kept");
+    let (_, rx) = grpc_receiver_on(std::net::TcpListener::bind(("127.0.0.1", port)).unwrap());
+    let mut got = Vec::new();
+    while let Ok(r) = rx.recv_timeout(Duration::from_secs(10)) {
+        got.push(collections(&r));
+        if got.len() as f64 >= kept + 2.0 {
+            break;
+        }
+    }
+    assert!(got.len() as f64 >= kept + 2.0, "received {got:?}");
+    assert_eq!(
+        got[0], 1.0,
+        "nothing dropped: the first cycle's push comes first"
+    );
+    assert!(got.windows(2).all(|w| w[1] > w[0]), "in order: {got:?}");
 }
