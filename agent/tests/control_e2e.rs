@@ -315,7 +315,8 @@ async fn agent_enrolls_shows_online_goes_offline_and_reconnects_after_restart() 
         .await;
     println!("offline {offline_after:?} after heartbeats stopped (3 heartbeats = 3 s, swept every 0.75 s)");
     assert!(
-        offline_after <= 3 * HEARTBEAT + Duration::from_secs(1),
+        // 3 heartbeats, plus the sweep period and slack for a loaded machine.
+        offline_after <= 3 * HEARTBEAT + Duration::from_secs(2),
         "offline after {offline_after:?}"
     );
     signal(child, libc::SIGCONT);

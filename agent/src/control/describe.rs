@@ -55,17 +55,43 @@ pub fn health(started: SystemTime) -> ComponentHealth {
     }
 }
 
-/// The configuration in force, as TOML under [`CONFIG_FILE_KEY`].
+/// Keys whose values are credentials (e.g. `otlp.headers = { authorization = "Bearer ..." }`):
+/// reported with their names but not their values.
+const REDACTED_TABLES: &[&str] = &["headers"];
+/// What replaces a redacted value.
+pub const REDACTED: &str = "<redacted>";
+
+/// The configuration in force, as TOML under [`CONFIG_FILE_KEY`], credentials redacted.
 pub fn effective_config(config: &AgentConfig) -> EffectiveConfig {
-    let text = toml::to_string(config).unwrap_or_else(|e| {
-        // Every field serialises; if that ever breaks, say so instead of reporting nothing.
-        format!("# rendering the configuration failed: {e}\n")
-    });
+    let text = toml::Table::try_from(config)
+        .map(|mut t| {
+            redact(&mut t);
+            t
+        })
+        .and_then(|t| toml::to_string(&t))
+        .unwrap_or_else(|e| {
+            // Every field serialises; if that ever breaks, say so instead of reporting nothing.
+            format!("# rendering the configuration failed: {e}\n")
+        });
     EffectiveConfig::new(AgentConfigMap::single(
         CONFIG_FILE_KEY,
         text,
         CONFIG_CONTENT_TYPE,
     ))
+}
+
+fn redact(table: &mut toml::Table) {
+    for (key, value) in table.iter_mut() {
+        if let toml::Value::Table(inner) = value {
+            if REDACTED_TABLES.contains(&key.as_str()) {
+                for (_, v) in inner.iter_mut() {
+                    *v = toml::Value::String(REDACTED.into());
+                }
+            } else {
+                redact(inner);
+            }
+        }
+    }
 }
 
 fn unix_nanos(t: SystemTime) -> u64 {
@@ -132,6 +158,24 @@ mod tests {
         )
         .unwrap();
         assert_eq!(back, config);
+    }
+
+    #[test]
+    fn credentials_in_headers_are_not_reported() {
+        let mut config = AgentConfig::default();
+        config
+            .otlp
+            .headers
+            .insert("authorization".into(), "Bearer s3cret".into());
+        let e = effective_config(&config);
+        let file = &e.config_map.as_ref().unwrap().config_map[CONFIG_FILE_KEY];
+        let text = std::str::from_utf8(&file.body).unwrap();
+        assert!(!text.contains("s3cret"), "{text}");
+        let t: toml::Table = text.parse().unwrap();
+        assert_eq!(
+            t["otlp"]["headers"]["authorization"].as_str(),
+            Some(REDACTED)
+        );
     }
 
     #[test]
