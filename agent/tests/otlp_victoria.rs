@@ -7,7 +7,8 @@
 //!   labels the control plane's service discovery sets; only the target address and the
 //!   interval are substituted). For every family of protocol-facts §4.4 the label names, and
 //!   the label values of every series (process churn aside), must match. `promtool check
-//!   config` (Prometheus 2.53) accepts the same file.
+//!   config` (Prometheus 2.53) accepts the same file, and a real Prometheus 2.53 scrapes the
+//!   agent with it.
 //! - Outage: the backend is stopped for 30 s while the agent runs at a 1 s interval, then
 //!   started again; the pushed samples must cover the outage with no gap above two intervals,
 //!   collection must not stall, and the buffer must stay within its configured size.
@@ -292,11 +293,8 @@ fn is_process_family(name: &str) -> bool {
     name.starts_with("process_")
 }
 
-#[test]
-fn pushed_and_scraped_series_have_the_same_names_labels_and_values() {
-    let dir = tempfile::tempdir().unwrap();
-    let agent_port = free_port();
-    let scrape = dir.path().join("scrape.yml");
+/// The example with its target pointed at a running agent, scraping every second.
+fn example_for(agent: SocketAddr) -> String {
     let example = std::fs::read_to_string(example_config()).unwrap();
     for (k, v) in IDENTITY {
         assert!(
@@ -305,10 +303,55 @@ fn pushed_and_scraped_series_have_the_same_names_labels_and_values() {
         );
     }
     let config = example
-        .replace("127.0.0.1:9464", &format!("127.0.0.1:{agent_port}"))
+        .replace("127.0.0.1:9464", &agent.to_string())
         .replace("scrape_interval: 15s", "scrape_interval: 1s")
         .replace("scrape_timeout: 10s", "scrape_timeout: 1s");
     assert_ne!(config, example);
+    config
+}
+
+/// Prometheus 2.53 itself runs the example (its scrape half: Debian's build cannot receive
+/// OTLP) and stores the agent's series with the service-discovery labels of the example.
+#[test]
+fn real_prometheus_scrapes_with_the_example_config() {
+    let prometheus = tool("prometheus", "RMM_TEST_PROMETHEUS");
+    let agent = RunningAgent::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(&config, example_for(agent.addr)).unwrap();
+    let port = free_port();
+    let _prom = ChildGuard::spawn(
+        Command::new(prometheus)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let api = SocketAddr::from(([127, 0, 0, 1], port));
+    let series = poll(Duration::from_secs(30), Duration::from_millis(500), || {
+        let q = urlencode(r#"system_memory_limit_bytes{job="rmm-agent"}"#);
+        let (status, body) = http_get(api, &format!("/api/v1/query?query={q}")).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let metric = v["data"]["result"].get(0)?["metric"].clone();
+        (status == 200).then_some(metric)
+    })
+    .expect("Prometheus scraped the agent with the example config");
+    assert_eq!(series["instance"], INSTANCE);
+    for (k, v) in IDENTITY {
+        assert_eq!(series[k], v, "{series}");
+    }
+}
+
+#[test]
+fn pushed_and_scraped_series_have_the_same_names_labels_and_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent_port = free_port();
+    let scrape = dir.path().join("scrape.yml");
+    let config = example_for(SocketAddr::from(([127, 0, 0, 1], agent_port)));
     std::fs::write(&scrape, config).unwrap();
     let vm = &Victoria::start(dir.path(), Some(scrape));
     let env = otlp_env(&vm.otlp_endpoint());
