@@ -74,6 +74,15 @@ else
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null
 fi
 
+# --- openssl (the OTLP TLS tests make a private CA with it) -----------------------------------------
+if command -v openssl >/dev/null; then
+  log "openssl already installed"
+else
+  apt_update_once
+  log "installing openssl"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
+fi
+
 # --- Python OpAMP client ----------------------------------------------------------------------------
 venv="$tools/venv"
 if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "
