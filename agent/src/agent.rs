@@ -3,8 +3,8 @@
 //!
 //! Collection is blocking file I/O, so it runs on its own thread rather than on the async
 //! runtime; exporters (async tasks) subscribe to its [`watch`] channel and always see the latest
-//! snapshot. The configuration is owned by the collection thread's [`Collectors`]; swapping it at
-//! runtime means building a new `Collectors` there (a later issue), nothing else changes.
+//! snapshot. The configuration is owned by the collection thread's [`Collectors`]; a new
+//! `[collect]` configuration means a new [`Agent`] ([`crate::reload`]).
 
 use std::future::Future;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -12,13 +12,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use tokio::sync::watch;
 
 use crate::collect::Collectors;
 use crate::config::{AgentConfig, CollectConfig};
-use crate::export::model::ModelOptions;
-use crate::export::prometheus;
 use crate::host::{HostPaths, SystemConstants};
 use crate::snapshot::Snapshot;
 
@@ -112,73 +109,82 @@ fn stopped(stop: &mpsc::Receiver<()>, wait: Duration) -> bool {
     !matches!(stop.recv_timeout(wait), Err(RecvTimeoutError::Timeout))
 }
 
-/// Runs the agent until `shutdown` completes: collection plus every enabled exporter.
+/// Runs the agent until `shutdown` completes: collection plus every enabled exporter, and the
+/// control-plane session when enrolled, whose remote configurations are applied live
+/// ([`crate::control::remote_config`], [`crate::reload`]).
 ///
 /// # Errors
 /// Fails at start if the collection thread cannot be spawned or the `/metrics` address cannot
-/// be bound; afterwards only on an I/O error of the listener.
+/// be bound.
 pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let agent =
-        Agent::start(&config.collect, &HostPaths::default()).context("starting collection")?;
+    use crate::control::remote_config;
+    let base = config;
+    // The last good remote configuration, before connecting; if it cannot start (say its
+    // listen address is taken now), the local one.
+    let mut persisted = remote_config::load_at_start(&base);
+    let runtime = match &persisted {
+        Some((config, _)) => match crate::reload::Runtime::start(config.clone()).await {
+            Ok(r) => Ok(r),
+            Err(error) => {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "The last remote configuration cannot start; using the local one."
+                );
+                persisted = None;
+                crate::reload::Runtime::start(base.clone()).await
+            }
+        },
+        None => crate::reload::Runtime::start(base.clone()).await,
+    };
+    let mut runtime = runtime?;
+    let mut applier = remote_config::Applier::new(base, persisted.map(|(_, r)| r));
     // The control-plane session (if enrolled) is its own task; it hears of shutdown through
     // `stop` and says goodbye to the server before `run` returns.
     let (stop_tx, stop_rx) = watch::channel(false);
-    let control = crate::control::Control::start(&config, stop_rx).unwrap_or_else(|error| {
-        tracing::error!(
-            error = format!("{error:#}"),
-            "Not connecting to the control plane."
-        );
-        None
-    });
-    let shutdown = async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    };
-    let options = ModelOptions {
-        command_line: config.collect.command_line,
-    };
-    let otlp = if config.otlp.enabled {
-        let agent_id = crate::control::StateDir::new(&config.control.state_dir)
-            .load()
-            .ok()
-            .flatten()
-            .map(|(identity, _)| identity.agent_id);
-        let otlp_config = crate::export::otlp::resolve(
-            &config.otlp,
-            &config.control.state_dir,
-            agent_id.as_deref(),
-        );
-        let exporter = crate::export::otlp::Exporter::spawn(
-            &otlp_config,
-            agent_id.is_some(),
-            config.collect.interval,
-            agent.subscribe(),
-            options,
-        )?;
-        tracing::info!(endpoint = %config.otlp.endpoint(), protocol = ?config.otlp.protocol, "Pushing metrics over OTLP.");
-        Some(exporter)
-    } else {
-        None
-    };
-    if config.prometheus.enabled {
-        let listener = prometheus::bind(config.prometheus.listen)
-            .await
-            .with_context(|| format!("binding /metrics to {}", config.prometheus.listen))?;
-        let addr = listener.local_addr()?;
-        tracing::info!(listen = %addr, interval = %humantime::format_duration(config.collect.interval), "Serving Prometheus metrics at http://{addr}/metrics.");
-        prometheus::serve(listener, agent.subscribe(), options, shutdown).await?;
-    } else {
-        tracing::info!("Prometheus endpoint disabled; collecting only.");
-        shutdown.await;
+    let mut control = crate::control::Control::start(runtime.config(), applier.status(), stop_rx)
+        .unwrap_or_else(|error| {
+            tracing::error!(
+                error = format!("{error:#}"),
+                "Not connecting to the control plane."
+            );
+            None
+        });
+    let mut events = control.as_mut().and_then(|c| c.take_events());
+    let updates = control.as_ref().map(|c| c.updates());
+    let shutdown = std::pin::pin!(shutdown);
+    let mut shutdown = shutdown;
+    loop {
+        let event = async {
+            match events.as_mut() {
+                Some(e) => e.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = &mut shutdown => break,
+            event = event => match event {
+                Some(crate::control::ServerEvent::RemoteConfig(rc)) => {
+                    let (status, applied) = applier.handle(&rc, &mut runtime).await;
+                    if let Some(updates) = &updates {
+                        use crate::control::StatusUpdate;
+                        if let Some(config) = applied {
+                            let effective = crate::control::describe::effective_config(&config);
+                            let _ = updates.send(StatusUpdate::EffectiveConfig(effective)).await;
+                        }
+                        let _ = updates.send(StatusUpdate::RemoteConfigStatus(status)).await;
+                    }
+                }
+                Some(other) => tracing::debug!(event = ?other, "Control-plane request not handled by this agent."),
+                None => events = None,
+            },
+        }
     }
+    let _ = stop_tx.send(true);
     tracing::info!("Shutting down.");
     if let Some(control) = control {
         control.stop().await;
     }
-    if let Some(exporter) = otlp {
-        exporter.stop();
-    }
-    agent.stop();
+    runtime.stop();
     Ok(())
 }
 

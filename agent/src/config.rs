@@ -32,7 +32,27 @@ pub struct AgentConfig {
     pub otlp: crate::export::otlp::OtlpConfig,
     /// The control plane: state directory, OpAMP heartbeats and reconnects.
     pub control: crate::control::ControlConfig,
+    /// Extra labels on every series: labels on `/metrics`, data-point attributes on OTLP
+    /// (`otlp.attributes` wins on a clash). A label a series already has is not overwritten.
+    pub labels: BTreeMap<String, String>,
+    /// `[inventory]`: user inventory reports.
+    pub inventory: InventoryConfig,
+    /// `[updates]`: accepted (policies carry it) and reported in the effective config; the agent
+    /// has no updater yet, so nothing acts on it.
+    pub updates: toml::Table,
 }
+
+/// `[inventory]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InventoryConfig {
+    /// Hours between reports of local user accounts and sessions; 0 turns them off.
+    pub interval_hours: u64,
+}
+
+/// Labels that service discovery or the scrape adds (`job`, `instance`, and the identity
+/// labels `client`, `site`, `host`, `agent`): refused in `labels`, where they would clash.
+pub const RESERVED_LABELS: [&str; 6] = ["job", "instance", "client", "site", "host", "agent"];
 
 /// `[collect]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -267,7 +287,7 @@ impl AgentConfig {
     }
 
     /// Range checks serde cannot express. `from_env` maps a key path to the variable that set it.
-    fn validate(&self, from_env: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self, from_env: &BTreeMap<String, String>) -> Result<(), ConfigError> {
         let name = |key: &str| {
             from_env
                 .get(key)
@@ -294,6 +314,36 @@ impl AgentConfig {
             problems.push(format!(
                 "{}: must be at least 1",
                 name("collect.command_line_max_length")
+            ));
+        }
+        for (key, value) in &self.labels {
+            let valid_name = key
+                .chars()
+                .enumerate()
+                .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+            if key.is_empty() || !valid_name || key.starts_with("__") {
+                problems.push(format!(
+                    "{}: not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, no leading __)",
+                    name(&format!("labels.{key}"))
+                ));
+            } else if RESERVED_LABELS.contains(&key.as_str()) {
+                problems.push(format!(
+                    "{}: `{key}` is set by service discovery or the scrape, not by labels",
+                    name(&format!("labels.{key}"))
+                ));
+            } else if value.is_empty() {
+                problems.push(format!(
+                    "{}: must not be empty",
+                    name(&format!("labels.{key}"))
+                ));
+            }
+        }
+        if self.inventory.interval_hours > 24 * 366 {
+            problems.push(format!(
+                "{}: at most {} hours, got {}",
+                name("inventory.interval_hours"),
+                24 * 366,
+                self.inventory.interval_hours
             ));
         }
         problems.extend(self.otlp.problems(name));

@@ -17,6 +17,7 @@
 //! - [`snapshot`]: the one data item passed from collection to export.
 //! - [`export`]: the neutral metric model and the exporters.
 //! - [`agent`]: the collection thread ([`Agent`]) and [`run`].
+//! - [`reload`]: the parts a configuration change swaps live.
 //! - [`table`]: the human-readable view of `rmm-agent collect --format table`.
 
 pub mod agent;
@@ -25,6 +26,7 @@ pub mod config;
 pub mod control;
 pub mod export;
 pub mod host;
+pub mod reload;
 pub mod snapshot;
 pub mod table;
 mod util;

@@ -17,12 +17,14 @@ pub const CONFIG_FILE_KEY: &str = "agent.toml";
 /// Content type of that file.
 pub const CONFIG_CONTENT_TYPE: &str = "application/toml";
 
-/// Capabilities this agent implements today. AcceptsRemoteConfig / ReportsRemoteConfig,
-/// AcceptsPackages / ReportsPackageStatuses join when remote config and updates exist.
+/// Capabilities this agent implements today. AcceptsPackages / ReportsPackageStatuses join
+/// when updates exist.
 pub const CAPABILITIES: u64 = agent::REPORTS_STATUS
     | agent::REPORTS_HEALTH
     | agent::REPORTS_EFFECTIVE_CONFIG
-    | agent::REPORTS_HEARTBEAT;
+    | agent::REPORTS_HEARTBEAT
+    | agent::ACCEPTS_REMOTE_CONFIG
+    | agent::REPORTS_REMOTE_CONFIG;
 
 /// The agent description: identifying `service.*`, non-identifying host and OS facts.
 pub fn agent_description(uid: InstanceUid, facts: &HostFacts) -> AgentDescription {
@@ -188,8 +190,8 @@ mod tests {
     }
 
     #[test]
-    fn capabilities_do_not_claim_remote_config_yet() {
-        assert_eq!(CAPABILITIES, 0x1 | 0x4 | 0x800 | 0x2000);
-        assert_eq!(CAPABILITIES & agent::ACCEPTS_REMOTE_CONFIG, 0);
+    fn capabilities_claim_remote_config_but_not_packages() {
+        assert_eq!(CAPABILITIES, 0x1 | 0x2 | 0x4 | 0x800 | 0x1000 | 0x2000);
+        assert_eq!(CAPABILITIES & agent::ACCEPTS_PACKAGES, 0);
     }
 }

@@ -5,6 +5,8 @@
 //! - [`session`]: the OpAMP WebSocket session `run` keeps while the agent is enrolled:
 //!   description, health, effective config, heartbeats, reconnects with [`backoff`].
 //! - [`describe`]: what the agent reports about itself.
+//! - [`remote_config`]: remote configuration layered over the local one, applied live by
+//!   [`crate::reload`], kept for the next start.
 //! - [`stats`]: `rmm_agent_opamp_*` self-metrics.
 //!
 //! Without an identity in the state directory the agent is a plain exporter; the session, when
@@ -15,6 +17,7 @@ pub mod config;
 pub mod describe;
 pub mod enroll;
 pub mod identity;
+pub mod remote_config;
 pub mod session;
 pub mod stats;
 pub(crate) mod tls;
@@ -22,6 +25,7 @@ pub(crate) mod tls;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
+use rmm_opamp::proto::RemoteConfigStatus;
 use rmm_opamp::{ClientState, InstanceUid};
 use tokio::sync::{mpsc, watch};
 
@@ -50,6 +54,7 @@ impl Control {
     /// A broken state directory (unreadable or invalid identity, missing secret).
     pub fn start(
         config: &AgentConfig,
+        remote_config: Option<RemoteConfigStatus>,
         shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<Option<Self>> {
         let c = &config.control;
@@ -76,6 +81,9 @@ impl Control {
         state.set_agent_description(describe::agent_description(uid, &facts));
         state.set_health(describe::health(SystemTime::now()));
         state.set_effective_config(describe::effective_config(config));
+        if let Some(status) = remote_config {
+            state.set_remote_config_status(status);
+        }
         let settings = session::SessionSettings::new(
             url.clone(),
             secret,

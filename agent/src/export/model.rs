@@ -211,6 +211,42 @@ pub fn from_snapshot(snap: &Snapshot, options: ModelOptions) -> Metrics {
     }
 }
 
+/// Adds `labels` to every data point that does not already have an attribute of that name
+/// (a series' own labels win, so no series gets a duplicate label).
+pub fn add_labels(metrics: &mut Metrics, labels: &[(&'static str, String)]) {
+    if labels.is_empty() {
+        return;
+    }
+    for point in metrics
+        .families
+        .iter_mut()
+        .flat_map(|f| f.points.iter_mut())
+    {
+        for (key, value) in labels {
+            if !point.attributes.iter().any(|(k, _)| k == key) {
+                point
+                    .attributes
+                    .push((key, AttrValue::Str(Cow::Owned(value.clone()))));
+            }
+        }
+    }
+}
+
+/// `key` as `&'static str`, the attribute-key type of the model. Each distinct key is leaked
+/// once: configured label names are few (at most 64 per configuration) and rarely change.
+pub fn intern(key: &str) -> &'static str {
+    use std::collections::BTreeSet;
+    use std::sync::Mutex;
+    static KEYS: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+    let mut keys = KEYS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(k) = keys.get(key) {
+        return k;
+    }
+    let k: &'static str = Box::leak(key.to_owned().into_boxed_str());
+    keys.insert(k);
+    k
+}
+
 fn resource(snap: &Snapshot) -> Vec<(&'static str, AttrValue)> {
     let h = &snap.host;
     let mut r = vec![

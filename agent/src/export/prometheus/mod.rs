@@ -43,59 +43,86 @@ pub fn render_snapshot(snapshot: &Snapshot, options: ModelOptions) -> String {
 /// `snapshots` publishes.
 pub async fn serve(
     listener: TcpListener,
-    mut snapshots: SnapshotReceiver,
+    snapshots: SnapshotReceiver,
     options: ModelOptions,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    // Before the first cycle: the agent's build info only (no host facts are known yet).
-    let mut initial = Snapshot::default();
-    initial.agent.version = crate::VERSION.to_owned();
-    let initial = render_snapshot(&initial, options);
-    let (body_tx, body_rx) = watch::channel(Bytes::from(initial));
-    let renderer = async move {
-        while snapshots.changed().await.is_ok() {
-            let snapshot: Option<Arc<Snapshot>> = snapshots.borrow_and_update().clone();
-            if let Some(snapshot) = snapshot {
-                let text = render_snapshot(&snapshot, options);
-                body_tx.send_replace(Bytes::from(text));
-            }
-        }
-        // The collector stopped: keep serving the last rendering until shutdown.
-        std::future::pending::<()>().await;
-    };
-    let accept = async move {
-        loop {
-            let (stream, peer) = match listener.accept().await {
-                Ok(conn) => conn,
-                Err(error) => {
-                    // Typically EMFILE: back off briefly instead of spinning.
-                    tracing::warn!(%error, "Accepting a /metrics connection failed.");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let body = body_rx.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req| {
-                    let response = respond(&req, &body);
-                    async move { Ok::<_, Infallible>(response) }
-                });
-                if let Err(error) = http1::Builder::new()
-                    .keep_alive(true)
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
-                {
-                    tracing::debug!(%error, %peer, "A /metrics connection ended with an error.");
-                }
-            });
-        }
-    };
+    let (body_tx, body_rx) = watch::channel(initial_body(options));
     tokio::select! {
-        () = renderer => {}
-        () = accept => {}
+        () = render_loop(snapshots, options, Arc::new(Vec::new()), body_tx) => {}
+        () = accept_loop(Arc::new(listener), body_rx) => {}
         () = shutdown => {}
     }
     Ok(())
+}
+
+/// Extra labels put on every series (`labels` of the configuration), keys interned with
+/// [`model::intern`].
+pub type ExtraLabels = Arc<Vec<(&'static str, String)>>;
+
+/// The body before the first cycle: the agent's build info only (no host facts are known yet).
+pub fn initial_body(options: ModelOptions) -> Bytes {
+    let mut initial = Snapshot::default();
+    initial.agent.version = crate::VERSION.to_owned();
+    Bytes::from(render_snapshot(&initial, options))
+}
+
+/// Renders the latest snapshot (at once if there is one) and every later one into `body`.
+/// Runs until aborted; the body keeps the last rendering. Restarted with new options when the
+/// configuration changes, while [`accept_loop`] keeps serving the same `body`.
+pub async fn render_loop(
+    mut snapshots: SnapshotReceiver,
+    options: ModelOptions,
+    labels: ExtraLabels,
+    body: watch::Sender<Bytes>,
+) {
+    let render = |snapshot: &Snapshot| {
+        let mut metrics = model::from_snapshot(snapshot, options);
+        model::add_labels(&mut metrics, &labels);
+        Bytes::from(render(&metrics))
+    };
+    let current: Option<Arc<Snapshot>> = snapshots.borrow_and_update().clone();
+    if let Some(snapshot) = current {
+        body.send_replace(render(&snapshot));
+    }
+    while snapshots.changed().await.is_ok() {
+        let snapshot: Option<Arc<Snapshot>> = snapshots.borrow_and_update().clone();
+        if let Some(snapshot) = snapshot {
+            body.send_replace(render(&snapshot));
+        }
+    }
+    // The collector stopped: keep serving the last rendering.
+    std::future::pending::<()>().await;
+}
+
+/// Accepts `/metrics` connections on `listener` and answers with the latest `body`, until
+/// aborted (connections already accepted live on with the same `body`).
+pub async fn accept_loop(listener: Arc<TcpListener>, body: watch::Receiver<Bytes>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(error) => {
+                // Typically EMFILE: back off briefly instead of spinning.
+                tracing::warn!(%error, "Accepting a /metrics connection failed.");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let body = body.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let response = respond(&req, &body);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            if let Err(error) = http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%error, %peer, "A /metrics connection ended with an error.");
+            }
+        });
+    }
 }
 
 /// Binds the `/metrics` listener.
