@@ -153,6 +153,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     let updates = control.as_ref().map(|c| c.updates());
     let shutdown = std::pin::pin!(shutdown);
     let mut shutdown = shutdown;
+    let mut inventory = InventoryTimer::new(runtime.config());
     loop {
         let event = async {
             match events.as_mut() {
@@ -162,6 +163,11 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         };
         tokio::select! {
             () = &mut shutdown => break,
+            () = inventory.due(), if updates.is_some() => {
+                if let Some(updates) = &updates {
+                    inventory.report(updates).await;
+                }
+            }
             event = event => match event {
                 Some(crate::control::ServerEvent::RemoteConfig(rc)) => {
                     let (status, applied) = applier.handle(&rc, &mut runtime).await;
@@ -170,6 +176,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
                         if let Some(config) = applied {
                             let effective = crate::control::describe::effective_config(&config);
                             let _ = updates.send(StatusUpdate::EffectiveConfig(effective)).await;
+                            inventory.reconfigure(&config);
                         }
                         let _ = updates.send(StatusUpdate::RemoteConfigStatus(status)).await;
                     }
@@ -186,6 +193,70 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     }
     runtime.stop();
     Ok(())
+}
+
+/// When the next user inventory report is due (`inventory.interval_hours`; 0: never).
+struct InventoryTimer {
+    every: Option<Duration>,
+    next: tokio::time::Instant,
+}
+
+impl InventoryTimer {
+    fn new(config: &AgentConfig) -> Self {
+        Self {
+            every: Self::every(config),
+            // The first report goes with the first messages of the session.
+            next: tokio::time::Instant::now(),
+        }
+    }
+
+    fn every(config: &AgentConfig) -> Option<Duration> {
+        let hours = config.inventory.interval_hours;
+        (hours > 0).then(|| Duration::from_secs(hours * 3600))
+    }
+
+    /// A changed interval reports now and then at the new pace.
+    fn reconfigure(&mut self, config: &AgentConfig) {
+        let every = Self::every(config);
+        if every != self.every {
+            self.every = every;
+            self.next = tokio::time::Instant::now();
+        }
+    }
+
+    async fn due(&self) {
+        match self.every {
+            Some(_) => tokio::time::sleep_until(self.next).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    async fn report(&mut self, updates: &tokio::sync::mpsc::Sender<crate::control::StatusUpdate>) {
+        use crate::control::inventory;
+        self.next = tokio::time::Instant::now() + self.every.unwrap_or(Duration::from_secs(3600));
+        let etc = HostPaths::default().etc;
+        let collected = tokio::task::spawn_blocking(move || {
+            inventory::collect(&etc, std::path::Path::new(inventory::UTMP_PATH))
+        })
+        .await;
+        match collected {
+            Ok(Ok(report)) => {
+                tracing::debug!(
+                    users = report.users.len(),
+                    sessions = report.sessions.len(),
+                    "Reporting the user inventory."
+                );
+                let message = inventory::message(&report);
+                let _ = updates
+                    .send(crate::control::StatusUpdate::CustomMessage(message))
+                    .await;
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "Reading the user accounts failed; no inventory report this time.")
+            }
+            Err(_) => tracing::error!("The inventory collection panicked."),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //! OpAMP WebSocket server: a lower `top_processes` shows on `/metrics` within 2 s with
 //! RemoteConfigStatus APPLIED and the hash; an invalid config is FAILED with the key named
 //! and changes nothing; after a restart the last good config is still in force; a new listen
-//! address is rebound live, and one that cannot be bound fails the whole apply.
+//! address is rebound live, and one that cannot be bound fails the whole apply; a policy's
+//! `inventory.interval_hours` turns on the user inventory report (custom message).
 
 mod common;
 
@@ -354,4 +355,44 @@ fn listen_address_is_rebound_live_and_an_unbindable_one_fails_the_apply() {
     std::thread::sleep(Duration::from_millis(600));
     let (n, _) = top_processes(new_addr).expect("still served on the applied address");
     assert!(n <= 2, "top_processes unchanged: {n}");
+}
+
+#[test]
+fn a_policy_interval_turns_on_the_user_inventory_report() {
+    let server = Server::start();
+    let state = enrolled_state(&server.url);
+    let addr: SocketAddr = format!("127.0.0.1:{}", common::free_port())
+        .parse()
+        .unwrap();
+    let _agent = start_agent(state.path(), addr);
+    let first = server
+        .wait_for(Duration::from_secs(20), |_| true)
+        .expect("the agent connects");
+    let custom = first.custom_capabilities.expect("custom capabilities");
+    assert_eq!(custom.capabilities, ["io.rmm.inventory"]);
+    // Off by default: no report without the policy.
+    let early = server.wait_for(Duration::from_millis(1500), |m| m.custom_message.is_some());
+    assert!(early.is_none(), "no inventory while interval_hours = 0");
+
+    server.push("[inventory]\ninterval_hours = 12\n");
+    let mut report = None;
+    server
+        .wait_for(Duration::from_secs(5), |m| {
+            report = m.custom_message.clone().or(report.take());
+            report.is_some()
+        })
+        .expect("an inventory report after the policy turned it on");
+    let report = report.unwrap();
+    assert_eq!(report.capability, "io.rmm.inventory");
+    assert_eq!(report.r#type, "users");
+    let v: serde_json::Value = serde_json::from_slice(&report.data).unwrap();
+    let users = v["users"].as_array().expect("users");
+    let root = users
+        .iter()
+        .find(|u| u["name"] == "root")
+        .expect("root in /etc/passwd");
+    assert_eq!(root["uid"], 0);
+    assert!(root["home"].is_string() && root["login_shell"].is_boolean());
+    assert!(v["sessions"].is_array());
+    assert!(v["collected_at_unix"].as_u64().unwrap() > 1_700_000_000);
 }

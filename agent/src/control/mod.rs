@@ -5,6 +5,7 @@
 //! - [`session`]: the OpAMP WebSocket session `run` keeps while the agent is enrolled:
 //!   description, health, effective config, heartbeats, reconnects with [`backoff`].
 //! - [`describe`]: what the agent reports about itself.
+//! - [`inventory`]: user accounts and sessions, reported as an OpAMP custom message.
 //! - [`remote_config`]: remote configuration layered over the local one, applied live by
 //!   [`crate::reload`], kept for the next start.
 //! - [`stats`]: `rmm_agent_opamp_*` self-metrics.
@@ -17,6 +18,7 @@ pub mod config;
 pub mod describe;
 pub mod enroll;
 pub mod identity;
+pub mod inventory;
 pub mod remote_config;
 pub mod session;
 pub mod stats;
@@ -81,6 +83,7 @@ impl Control {
         state.set_agent_description(describe::agent_description(uid, &facts));
         state.set_health(describe::health(SystemTime::now()));
         state.set_effective_config(describe::effective_config(config));
+        state.set_custom_capabilities(inventory::capabilities());
         if let Some(status) = remote_config {
             state.set_remote_config_status(status);
         }
