@@ -211,22 +211,25 @@ pub fn from_snapshot(snap: &Snapshot, options: ModelOptions) -> Metrics {
     }
 }
 
-/// Adds `labels` to every data point that does not already have an attribute of that name
-/// (a series' own labels win, so no series gets a duplicate label).
+/// Adds `labels` to every data point and to the resource (`target_info`), where no attribute
+/// of that name exists yet (a series' own labels win, so no series gets a duplicate label).
+/// The OTLP path gets the same result from `[otlp] attributes`, which go on every data point
+/// and on the Resource.
 pub fn add_labels(metrics: &mut Metrics, labels: &[(&'static str, String)]) {
     if labels.is_empty() {
         return;
     }
-    for point in metrics
+    let points = metrics
         .families
         .iter_mut()
-        .flat_map(|f| f.points.iter_mut())
-    {
+        .flat_map(|f| f.points.iter_mut());
+    let attribute_lists = points
+        .map(|p| &mut p.attributes)
+        .chain(std::iter::once(&mut metrics.resource));
+    for attributes in attribute_lists {
         for (key, value) in labels {
-            if !point.attributes.iter().any(|(k, _)| k == key) {
-                point
-                    .attributes
-                    .push((key, AttrValue::Str(Cow::Owned(value.clone()))));
+            if !attributes.iter().any(|(k, _)| k == key) {
+                attributes.push((key, AttrValue::Str(Cow::Owned(value.clone()))));
             }
         }
     }

@@ -209,3 +209,28 @@ fn agent_self_metrics() {
         Value::I64(3)
     );
 }
+
+#[test]
+fn extra_labels_on_every_point_and_the_resource_without_overwriting() {
+    let mut m = from_snapshot(&snapshot(), ModelOptions::default());
+    let team = intern("team");
+    let pid = intern("process.pid");
+    add_labels(&mut m, &[(team, "ops".into()), (pid, "clash".into())]);
+    assert!(std::ptr::eq(team, intern("team")), "interned once");
+    for f in &m.families {
+        for p in &f.points {
+            assert_eq!(attr(p, "team"), Some(&AttrValue::from("ops")), "{}", f.name);
+            let pids = p.attributes.iter().filter(|(k, _)| *k == "process.pid");
+            assert!(pids.count() <= 1, "no duplicate label on {}", f.name);
+        }
+    }
+    let procs = family(&m, "process.memory.usage");
+    assert!(procs
+        .points
+        .iter()
+        .all(|p| attr(p, "process.pid") != Some(&AttrValue::from("clash"))));
+    assert!(m
+        .resource
+        .iter()
+        .any(|(k, v)| *k == "team" && v.to_text() == "ops"));
+}
