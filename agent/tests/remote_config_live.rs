@@ -3,7 +3,8 @@
 //! RemoteConfigStatus APPLIED and the hash; an invalid config is FAILED with the key named
 //! and changes nothing; after a restart the last good config is still in force; a new listen
 //! address is rebound live, and one that cannot be bound fails the whole apply; a policy's
-//! `inventory.interval_hours` turns on the user inventory report (custom message).
+//! `inventory.interval_hours` turns on the user inventory report (custom message); OTLP is
+//! turned on and moved to another endpoint live, with the policy's labels on the data points.
 
 mod common;
 
@@ -395,4 +396,105 @@ fn a_policy_interval_turns_on_the_user_inventory_report() {
     assert!(root["home"].is_string() && root["login_shell"].is_boolean());
     assert!(v["sessions"].is_array());
     assert!(v["collected_at_unix"].as_u64().unwrap() > 1_700_000_000);
+}
+
+/// A minimal OTLP/HTTP receiver: answers every request 200 and hands each body to the test.
+fn otlp_receiver() -> (SocketAddr, std_mpsc::Receiver<Vec<u8>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = std_mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut stream = stream;
+                loop {
+                    let mut length = 0usize;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let l = line.trim_end().to_ascii_lowercase();
+                        if l.is_empty() {
+                            break;
+                        }
+                        if let Some(v) = l.strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n",
+                    );
+                    if tx.send(body).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn otlp_exporter_settings_switch_live() {
+    let server = Server::start();
+    let state = enrolled_state(&server.url);
+    let addr: SocketAddr = format!("127.0.0.1:{}", common::free_port())
+        .parse()
+        .unwrap();
+    let _agent = start_agent(state.path(), addr);
+    server
+        .wait_for(Duration::from_secs(20), |_| true)
+        .expect("the agent connects");
+    let (first, first_rx) = otlp_receiver();
+    let (second, second_rx) = otlp_receiver();
+
+    // OTLP off locally; the remote config turns it on, with a label on every data point.
+    let hash = server.push(&format!(
+        "[otlp]\nenabled = true\nendpoint = \"http://{first}\"\ncompression = \"none\"\n[labels]\nteam = \"ops\"\n"
+    ));
+    server
+        .wait_for(Duration::from_secs(5), |m| {
+            status_is(m, RemoteConfigStatuses::Applied, &hash)
+        })
+        .expect("APPLIED");
+    let push = first_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("pushes reach the configured receiver");
+    assert!(
+        contains(&push, b"team") && contains(&push, b"ops"),
+        "label in the push"
+    );
+
+    // A new endpoint: the exporter restarts there; the old receiver hears no more.
+    let hash = server.push(&format!(
+        "[otlp]\nenabled = true\nendpoint = \"http://{second}\"\ncompression = \"none\"\n"
+    ));
+    server
+        .wait_for(Duration::from_secs(5), |m| {
+            status_is(m, RemoteConfigStatuses::Applied, &hash)
+        })
+        .expect("APPLIED");
+    second_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("pushes reach the new receiver");
+    while first_rx.try_recv().is_ok() {}
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(
+        first_rx.try_recv().is_err(),
+        "the old receiver gets nothing after the switch"
+    );
 }
