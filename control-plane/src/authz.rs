@@ -25,6 +25,9 @@
 //! | `GET/POST users`, `GET/PATCH/DELETE users/{id}` | 403 | 403 | yes | not listed / 404 |
 //! | `GET/POST api-tokens`, `DELETE api-tokens/{id}` | 403 | 403 | yes | not listed / 404 |
 //! | `GET audit-log`                         | 403    | 403      | yes   | not listed   |
+//! | `GET policies[/{id}[/assignments]]`, `GET agents/{id}/effective-config`, `GET agents/config-status`, `POST policies/preview` | yes | yes | yes | not listed / 404 (global policies: listed for all-clients callers only) |
+//! | `POST policies`, `PUT/DELETE policies/{id}`, `POST policies/{id}/assignments`, `DELETE policy-assignments/{id}` | 403 | yes | yes | 404 (global policies and global assignments: all-clients callers only, 403 for a global assignment) |
+//! | `GET policies/schema`                   | no authentication |||| |
 //! | `POST auth/login`, `POST enroll`        | no authentication (credentials in the body) |||| |
 //!
 //! The role is checked first (403 `forbidden`), then the scope: an object of another client

@@ -18,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod metrics;
 pub mod opamp;
+pub mod policy;
 pub mod ratelimit;
 pub mod secrets;
 pub mod store;
@@ -48,6 +49,8 @@ pub struct AppState {
     pub public_base: String,
     /// Live OpAMP sessions of this process.
     pub opamp: Arc<opamp::Registry>,
+    /// Effective-configuration pushes (policies).
+    pub policy: Arc<policy::push::Hub>,
 }
 
 impl AppState {
@@ -71,6 +74,7 @@ impl AppState {
             db,
             jwt: Arc::new(JwtKey::new(&key)),
             opamp: Arc::new(opamp::Registry::new(metrics.clone())),
+            policy: Arc::new(policy::push::Hub::default()),
             metrics,
             login_limiter: Arc::new(RateLimiter::new(config.login_rate_per_minute)),
             enroll_limiter: Arc::new(RateLimiter::new(config.enroll_rate_per_minute)),
@@ -135,6 +139,8 @@ pub async fn serve_state(
     let addr = listener.local_addr()?;
     let db = state.db.clone();
     let sweeper = opamp::liveness::spawn(state.clone());
+    // PostgreSQL: configuration changes made through other replicas.
+    let config_listener = policy::push::spawn_listener(state.clone());
     let opamp_state = state.clone();
     let shutdown = async move {
         shutdown.await;
@@ -151,6 +157,9 @@ pub async fn serve_state(
     .await
     .context("HTTP server failed")?;
     sweeper.abort();
+    if let Some(l) = config_listener {
+        l.abort();
+    }
     db.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -8,6 +8,8 @@
 //!   `token_expired`, `token_revoked`, `token_exhausted`, `bad_request` or `rate_limited`
 //! - `rmm_cp_agents{client,site,status}` gauge: agents by client name, site name and status
 //! - `rmm_cp_agent_info{agent,client,site,host,version,os,arch}` gauge, always 1
+//! - `rmm_cp_agent_config_status{agent,client,site,host,status}` gauge, always 1: whether the
+//!   agent runs its effective configuration (`policy::push::config_status`)
 //!
 //! `route` is the route template (`/api/v1/agents/{id}`), never the raw path, so ids do not
 //! multiply series; requests matching no route count as `route="unmatched"`.
@@ -102,6 +104,7 @@ impl Metrics {
             Ok(infos) => render_agents(&mut out, &infos),
             Err(e) => tracing::warn!(error = %e, "metrics: cannot read agents"),
         }
+        crate::policy::push::render_metrics(db, &mut out).await;
         out
     }
 

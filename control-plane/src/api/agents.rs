@@ -158,13 +158,17 @@ async fn update_agent(
             "nothing to change: give site_id and/or labels",
         ));
     }
+    let moved = body.site_id.is_some();
     let up = AgentUpdate {
         site_id: body.site_id,
         labels: body.labels,
     };
-    Ok(Json(
-        agents::update(&st.db, auth.scope(), &auth.actor(), &id, up).await?,
-    ))
+    let agent = agents::update(&st.db, auth.scope(), &auth.actor(), &id, up).await?;
+    if moved {
+        // Another site (and perhaps client): other policies apply.
+        crate::policy::push::after_change(&st, Some(std::slice::from_ref(&agent.id))).await;
+    }
+    Ok(Json(agent))
 }
 
 /// Delete an agent; its credentials stop working at once (operator).

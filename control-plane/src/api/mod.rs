@@ -13,6 +13,7 @@ pub mod error;
 pub mod extract;
 pub mod openapi;
 pub mod ops;
+pub mod policies;
 pub mod sd;
 pub mod sites;
 pub mod users;
@@ -45,6 +46,7 @@ pub fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(agents::router())
         .merge(sd::router())
         .merge(audit::router())
+        .merge(policies::router())
         .split_for_parts()
 }
 

@@ -308,6 +308,22 @@ impl Registry {
         self.lock().get(agent_id).map(|e| e.state.capabilities)
     }
 
+    /// The instance uid `agent_id` uses now, if it is live here (pushes are addressed to it).
+    pub fn instance_uid(&self, agent_id: &str) -> Option<InstanceUid> {
+        self.lock().get(agent_id).map(|e| e.state.instance_uid)
+    }
+
+    /// The `last_remote_config_hash` `agent_id` last reported, if it is live here and reported one.
+    pub fn remote_config_hash(&self, agent_id: &str) -> Option<Vec<u8>> {
+        self.lock().get(agent_id).and_then(|e| {
+            e.state
+                .status
+                .remote_config_status
+                .as_ref()
+                .map(|r| r.last_remote_config_hash.clone())
+        })
+    }
+
     /// Agents tracked (online or attached).
     pub fn len(&self) -> usize {
         self.lock().len()

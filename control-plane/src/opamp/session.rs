@@ -28,7 +28,8 @@ use crate::AppState;
 pub const SERVER_CAPABILITIES: u64 = server::ACCEPTS_STATUS
     | server::ACCEPTS_EFFECTIVE_CONFIG
     | server::ACCEPTS_PACKAGES_STATUS
-    | server::OFFERS_CONNECTION_SETTINGS;
+    | server::OFFERS_CONNECTION_SETTINGS
+    | server::OFFERS_REMOTE_CONFIG;
 
 /// The agent a message belongs to, once credentials and enrollment are settled.
 #[derive(Debug, Clone)]
@@ -299,6 +300,21 @@ pub async fn process(
                 .with_headers(Headers::bearer(secret))
                 .with_heartbeat_interval(heartbeat);
             reply = reply.connection_settings(ConnectionSettingsOffers::new(opamp));
+        }
+    }
+    // The effective configuration (policy::push): on connect, when the reported hash
+    // changes, and on every plain-HTTP poll (those agents have no push channel).
+    if transport == Transport::Http || rec.went_online || obs.changed.remote_config_status {
+        let reported = st.opamp.remote_config_hash(agent_id);
+        if let Some(rc) = crate::policy::push::remote_config_for(
+            st,
+            agent_id,
+            rec.capabilities,
+            reported.as_deref(),
+        )
+        .await
+        {
+            reply = reply.remote_config(rc);
         }
     }
     let assign = who.new_uid.or_else(|| {

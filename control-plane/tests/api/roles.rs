@@ -136,6 +136,49 @@ const CASES: &[Case] = &[
     case("GET", "/api/v1/api-tokens/{id}", Min(Admin), true, 200),
     case("DELETE", "/api/v1/api-tokens/{id}", Min(Admin), true, 200),
     case("GET", "/api/v1/audit-log", Min(Admin), false, 200),
+    // Policies (issue 6)
+    case("GET", "/api/v1/policies/schema", Public, false, 200),
+    case("GET", "/api/v1/policies", Min(Viewer), false, 200),
+    case("POST", "/api/v1/policies", Min(Operator), true, 201),
+    case("GET", "/api/v1/policies/{id}", Min(Viewer), true, 200),
+    case("PUT", "/api/v1/policies/{id}", Min(Operator), true, 200),
+    case("DELETE", "/api/v1/policies/{id}", Min(Operator), true, 204),
+    case(
+        "GET",
+        "/api/v1/policies/{id}/assignments",
+        Min(Viewer),
+        true,
+        200,
+    ),
+    case(
+        "POST",
+        "/api/v1/policies/{id}/assignments",
+        Min(Operator),
+        true,
+        201,
+    ),
+    case(
+        "DELETE",
+        "/api/v1/policy-assignments/{id}",
+        Min(Operator),
+        true,
+        204,
+    ),
+    case("POST", "/api/v1/policies/preview", Min(Viewer), true, 200),
+    case(
+        "GET",
+        "/api/v1/agents/{id}/effective-config",
+        Min(Viewer),
+        true,
+        200,
+    ),
+    case(
+        "GET",
+        "/api/v1/agents/config-status",
+        Min(Viewer),
+        false,
+        200,
+    ),
 ];
 
 /// The routes the matrix covers, for the OpenAPI test.
@@ -177,6 +220,7 @@ struct Fixture {
     etoken: [String; 2],
     user: [String; 2],
     api_token: [String; 2],
+    policy: [String; 2],
 }
 
 fn idx(o: Owner) -> usize {
@@ -194,6 +238,7 @@ async fn fixture(s: &Server) -> Fixture {
         etoken: Default::default(),
         user: Default::default(),
         api_token: Default::default(),
+        policy: Default::default(),
     };
     for (i, name) in ["A", "B"].iter().enumerate() {
         f.client[i] = s.new_client(&format!("Client {name}")).await;
@@ -217,8 +262,25 @@ async fn fixture(s: &Server) -> Fixture {
                 json!({"name": format!("fixture {name}"), "client_id": f.client[i]}),
             )
             .await);
+        f.policy[i] = new_policy(s, &f.client[i]).await;
     }
     f
+}
+
+/// A new empty policy of `client`, created by the global admin.
+async fn new_policy(s: &Server, client: &str) -> String {
+    id(&s
+        .create(
+            "/api/v1/policies",
+            &s.admin,
+            json!({"name": unique("policy"), "document": {}, "client_id": client}),
+        )
+        .await)
+}
+
+/// A free priority (assignment slots are unique per target and priority).
+fn priority() -> i64 {
+    (uuid::Uuid::new_v4().as_u128() % 1_000_000) as i64
 }
 
 fn unique(prefix: &str) -> String {
@@ -308,6 +370,42 @@ async fn prepare(s: &Server, f: &Fixture, c: &Case, owner: Owner) -> (String, Op
                 .await);
             (format!("/api/v1/api-tokens/{t}"), None)
         }
+        ("POST", "/api/v1/policies") => (
+            c.route.into(),
+            Some(
+                json!({"name": unique("p"), "document": {"collect": {"top_processes": 5}}, "client_id": f.client[i]}),
+            ),
+        ),
+        ("PUT", "/api/v1/policies/{id}") => (
+            format!("/api/v1/policies/{}", f.policy[i]),
+            Some(json!({"name": unique("p"), "document": {"collect": {"top_processes": 7}}})),
+        ),
+        ("DELETE", "/api/v1/policies/{id}") => (
+            format!("/api/v1/policies/{}", new_policy(s, &f.client[i]).await),
+            None,
+        ),
+        ("POST", "/api/v1/policies/{id}/assignments") => (
+            format!(
+                "/api/v1/policies/{}/assignments",
+                new_policy(s, &f.client[i]).await
+            ),
+            Some(json!({"scope": "site", "target_id": f.site[i], "priority": priority()})),
+        ),
+        ("DELETE", "/api/v1/policy-assignments/{id}") => {
+            let p = new_policy(s, &f.client[i]).await;
+            let a = id(&s
+                .create(
+                    &format!("/api/v1/policies/{p}/assignments"),
+                    &s.admin,
+                    json!({"scope": "client", "target_id": f.client[i], "priority": priority()}),
+                )
+                .await);
+            (format!("/api/v1/policy-assignments/{a}"), None)
+        }
+        ("POST", "/api/v1/policies/preview") => (
+            c.route.into(),
+            Some(json!({"document": {"collect": {"top_processes": 3}}, "agent_ids": [f.agent[i]]})),
+        ),
         (_, route) => {
             let path = route
                 .replace("/clients/{id}", &format!("/clients/{}", f.client[i]))
@@ -318,6 +416,7 @@ async fn prepare(s: &Server, f: &Fixture, c: &Case, owner: Owner) -> (String, Op
                 )
                 .replace("/agents/{id}", &format!("/agents/{}", f.agent[i]))
                 .replace("/users/{id}", &format!("/users/{}", f.user[i]))
+                .replace("/policies/{id}", &format!("/policies/{}", f.policy[i]))
                 .replace(
                     "/api-tokens/{id}",
                     &format!("/api-tokens/{}", f.api_token[i]),
