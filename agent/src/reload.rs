@@ -152,6 +152,9 @@ impl Runtime {
                         );
                         None
                     });
+                    if let Some(unused) = agent {
+                        tokio::task::spawn_blocking(move || unused.stop());
+                    }
                     return Err(error);
                 }
             }
