@@ -455,7 +455,13 @@ fn check(path: &str, kind: &Kind, v: &Value, out: &mut Vec<Problem>) {
                     }
                 };
                 let entry = join(path, k);
-                if !key_ok {
+                if matches!(keys, KeyRule::LabelName) && RESERVED_LABELS.contains(&k.as_str()) {
+                    problem(
+                        out,
+                        &entry,
+                        "reserved label: set by the agent's identity and service discovery",
+                    );
+                } else if !key_ok {
                     let rule = match keys {
                         KeyRule::LabelName => {
                             "must match [a-zA-Z_][a-zA-Z0-9_]* (at most 64 characters, not starting with __)"
@@ -478,6 +484,9 @@ fn check(path: &str, kind: &Kind, v: &Value, out: &mut Vec<Problem>) {
         }
     }
 }
+
+/// Label names the agent sets itself (identity, service discovery); refused in `labels`.
+pub const RESERVED_LABELS: &[&str] = &["job", "instance", "client", "site", "host", "agent"];
 
 /// Weekday names of `maintenance_window.days`.
 pub const WEEKDAYS: &[&str] = &["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
@@ -578,13 +587,16 @@ fn kind_schema(kind: &Kind) -> Value {
             "type": "array", "uniqueItems": true, "items": { "enum": WEEKDAYS },
         }),
         Kind::Map { keys, max_entries } => {
-            let pattern = match keys {
-                KeyRule::LabelName => "^(?!__)[a-zA-Z_][a-zA-Z0-9_]{0,63}$",
-                KeyRule::HeaderName => "^[A-Za-z0-9_-]{1,128}$",
+            let names = match keys {
+                KeyRule::LabelName => json!({
+                    "pattern": "^(?!__)[a-zA-Z_][a-zA-Z0-9_]{0,63}$",
+                    "not": { "enum": RESERVED_LABELS },
+                }),
+                KeyRule::HeaderName => json!({ "pattern": "^[A-Za-z0-9_-]{1,128}$" }),
             };
             json!({
                 "type": "object", "maxProperties": max_entries,
-                "propertyNames": { "pattern": pattern },
+                "propertyNames": names,
                 "additionalProperties": nullable(json!({ "type": "string", "maxLength": 1024 })),
             })
         }
@@ -661,6 +673,9 @@ mod tests {
         assert!(msg(json!({"otlp": {"protocol": "http"}}))
             .starts_with("otlp.protocol: expected one of"));
         assert!(msg(json!({"labels": {"bad-key": "x"}})).starts_with("labels.bad-key: invalid key"));
+        assert!(msg(json!({"labels": {"instance": "x"}}))
+            .starts_with("labels.instance: reserved label"));
+        validate(&json!({"otlp": {"headers": {"instance": "x"}}})).unwrap();
         assert!(
             msg(json!({"updates": {"maintenance_window": {"days": ["mon", "mon"]}}}))
                 .starts_with("updates.maintenance_window.days")
