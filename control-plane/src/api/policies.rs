@@ -348,10 +348,9 @@ async fn effective_config(
         site_id: agent.site_id.clone(),
     };
     let (merged, rendered) = push::effective(&st.db, &place).await?;
-    let rows = policies::config_status_rows(&st.db, auth.scope()).await?;
+    let rows = policies::config_status_rows(&st.db, auth.scope(), Some(&id)).await?;
     let status = rows
-        .iter()
-        .find(|r| r.id == id)
+        .first()
         .map(|r| {
             push::config_status(
                 r.capabilities,
@@ -546,7 +545,7 @@ async fn config_status(
             ));
         }
     }
-    let mut rows = policies::config_status_rows(&st.db, auth.scope()).await?;
+    let mut rows = policies::config_status_rows(&st.db, auth.scope(), None).await?;
     let missing: Vec<String> = rows
         .iter()
         .filter(|r| r.expected_hash.is_none())
@@ -554,7 +553,7 @@ async fn config_status(
         .collect();
     if !missing.is_empty() {
         push::recompute(&st, Some(&missing)).await?;
-        rows = policies::config_status_rows(&st.db, auth.scope()).await?;
+        rows = policies::config_status_rows(&st.db, auth.scope(), None).await?;
     }
     let items = rows
         .into_iter()

@@ -280,7 +280,7 @@ pub const CONFIG_STATUSES: &[&str] = &[
 /// `rmm_cp_agent_config_status{agent,client,site,host,status} 1` for every agent.
 pub async fn render_metrics(db: &Db, out: &mut String) {
     use std::fmt::Write;
-    let rows = match policies::config_status_rows(db, &crate::store::Scope::All).await {
+    let rows = match policies::config_status_rows(db, &crate::store::Scope::All, None).await {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, "metrics: cannot read configuration statuses");

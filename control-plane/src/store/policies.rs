@@ -588,8 +588,12 @@ pub struct ConfigStatusRow {
     pub expected_hash: Option<String>,
 }
 
-/// Expected and reported configuration of agents visible in `scope`.
-pub async fn config_status_rows(db: &Db, scope: &Scope) -> Result<Vec<ConfigStatusRow>> {
+/// Expected and reported configuration of agents visible in `scope` (or of one agent).
+pub async fn config_status_rows(
+    db: &Db,
+    scope: &Scope,
+    agent_id: Option<&str>,
+) -> Result<Vec<ConfigStatusRow>> {
     let mut sql = Sql::new(
         "SELECT a.id, a.client_id, c.name AS client_name, s.name AS site_name, a.hostname, \
          a.capabilities, a.remote_config_status, g.config_hash AS expected_hash \
@@ -597,6 +601,9 @@ pub async fn config_status_rows(db: &Db, scope: &Scope) -> Result<Vec<ConfigStat
          LEFT JOIN agent_configs g ON g.agent_id = a.id WHERE 1 = 1",
     );
     scope.restrict(&mut sql, "a.client_id");
+    if let Some(id) = agent_id {
+        sql.push(" AND a.id = ").bind(id);
+    }
     sql.push(" ORDER BY lower(a.hostname), a.id");
     Ok(sql
         .query_as::<ConfigStatusRow>()
