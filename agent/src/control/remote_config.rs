@@ -373,6 +373,27 @@ mod tests {
     }
 
     #[test]
+    fn labels_and_inventory_from_the_environment() {
+        let c = AgentConfig::from_sources(
+            None,
+            [
+                ("RMM_AGENT_LABELS_TEAM".to_owned(), "ops".to_owned()),
+                (
+                    "RMM_AGENT_INVENTORY_INTERVAL_HOURS".to_owned(),
+                    "6".to_owned(),
+                ),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.labels["team"], "ops");
+        assert_eq!(c.inventory.interval_hours, 6);
+        let e =
+            AgentConfig::from_sources(None, [("RMM_AGENT_LABELS_JOB".to_owned(), "x".to_owned())])
+                .unwrap_err();
+        assert!(e.to_string().contains("RMM_AGENT_LABELS_JOB: `job`"), "{e}");
+    }
+
+    #[test]
     fn remote_overrides_environment() {
         let c = overlay(&base(), "[collect]\ncpu = true\n").unwrap();
         assert!(c.collect.cpu);
