@@ -328,6 +328,42 @@ async fn replicas_share_changes_over_postgres() {
     );
     assert!(body.contains("interval = \"5s\""), "{body}");
     assert_eq!(hex(&hash1), effective_hash(&a, &agent).await);
+    ag.report(&hash1, RemoteConfigStatuses::Applied).await;
+
+    // The listeners lose their connection and a change is made meanwhile: its notification
+    // is lost, and B resends the stored configuration once it listens again.
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&a.db.url).await.unwrap();
+        let killed: Vec<(bool,)> = sqlx::query_as(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(killed.len(), 2, "one listener per replica");
+        let _ = conn.close().await;
+    }
+    let t1 = Instant::now();
+    let (st, v) = a
+        .call(
+            Method::PUT,
+            &format!("/api/v1/policies/{p}"),
+            Some(&a.admin),
+            Some(json!({"name": "fast", "document": {"collect": {"interval": "7s"}}})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (_, body) = ag
+        .pushed(4.0)
+        .await
+        .expect("B resent the configuration after its listener reconnected");
+    eprintln!(
+        "change during the listener outage → received in {:?}",
+        t1.elapsed()
+    );
+    assert!(body.contains("interval = \"7s\""), "{body}");
     let _ = child.start_kill();
     let _ = child.wait().await;
     a.finish().await;

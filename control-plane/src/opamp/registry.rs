@@ -308,6 +308,15 @@ impl Registry {
         self.lock().get(agent_id).map(|e| e.state.capabilities)
     }
 
+    /// Agents online in this process.
+    pub fn online_ids(&self) -> Vec<String> {
+        self.lock()
+            .iter()
+            .filter(|(_, e)| e.online)
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
     /// The instance uid `agent_id` uses now, if it is live here (pushes are addressed to it).
     pub fn instance_uid(&self, agent_id: &str) -> Option<InstanceUid> {
         self.lock().get(agent_id).map(|e| e.state.instance_uid)

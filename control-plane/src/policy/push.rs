@@ -172,21 +172,32 @@ pub fn spawn_listener(st: AppState) -> Option<tokio::task::JoinHandle<()>> {
         return None;
     }
     Some(tokio::spawn(async move {
+        let mut first = true;
         loop {
-            if let Err(e) = listen(&st).await {
+            if let Err(e) = listen(&st, first).await {
                 tracing::warn!(error = %e, "configuration change listener failed; reconnecting");
             }
+            first = false;
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }))
 }
 
-async fn listen(st: &AppState) -> anyhow::Result<()> {
+async fn listen(st: &AppState, first: bool) -> anyhow::Result<()> {
     let mut listener = sqlx::postgres::PgListener::connect(&st.config.database_url).await?;
     listener.listen(CHANNEL).await?;
     tracing::debug!(channel = CHANNEL, "listening for configuration changes");
+    if !first {
+        // Notifications sent while the listener was away are lost: resend the stored
+        // configuration to every agent connected here (an unchanged hash is a no-op for it).
+        push_stored(st, &st.opamp.online_ids()).await?;
+    }
     loop {
-        let n = listener.recv().await?;
+        // try_recv reports a lost connection (None) instead of reconnecting silently, so
+        // the resend above runs after every reconnection.
+        let Some(n) = listener.try_recv().await? else {
+            anyhow::bail!("connection to PostgreSQL lost");
+        };
         let Some((replica, ids)) = n.payload().split_once('|') else {
             continue;
         };
