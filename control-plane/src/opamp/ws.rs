@@ -8,7 +8,7 @@
 //! newer connection of the same agent, the sweeper's heartbeat timeout, server shutdown.
 //! None of them touches another session.
 //!
-//! Memory per connection is kept small for large fleets: a 4 KiB read buffer that grows
+//! Memory per connection is kept small for large fleets: a 2 KiB read buffer that grows
 //! only for large messages, eager writes (no write buffer), and a mailbox of a few slots.
 
 use std::time::Duration;
@@ -46,7 +46,7 @@ pub async fn upgrade(st: AppState, cred: Credential, ip: Option<String>, req: Re
     // that the WebSocket layer stops reading them.
     let transport_cap = limit.saturating_mul(2).max(limit + 16);
     upgrade
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(2 * 1024)
         .write_buffer_size(0)
         .max_message_size(transport_cap)
         .max_frame_size(transport_cap)
@@ -171,7 +171,7 @@ async fn run(st: AppState, cred: Credential, ip: Option<String>, mut socket: Web
             }
         };
         if bound.is_none() {
-            match session::resolve(&st, &cred, &msg, uid, ip.clone()).await {
+            match Box::pin(session::resolve(&st, &cred, &msg, uid, ip.clone())).await {
                 Ok(who) => {
                     let (handle, mailbox) = st.opamp.attach(&who.agent.id, uid);
                     bound = Some(Bound {
@@ -195,8 +195,16 @@ async fn run(st: AppState, cred: Credential, ip: Option<String>, mut socket: Web
             }
         }
         let Some(b) = bound.as_mut() else { continue };
-        let answer =
-            session::process(&st, &b.who, Transport::WebSocket, Some(b.handle.id), msg).await;
+        // Boxed, like `resolve` above: the database calls make these futures large, and
+        // keeping them out of the session task's own state saves memory per connection.
+        let answer = Box::pin(session::process(
+            &st,
+            &b.who,
+            Transport::WebSocket,
+            Some(b.handle.id),
+            msg,
+        ))
+        .await;
         // Offers (secret, instance uid) are made once, in the first reply.
         b.who.new_secret = None;
         b.who.new_uid = None;
@@ -216,7 +224,7 @@ async fn run(st: AppState, cred: Credential, ip: Option<String>, mut socket: Web
     if let Some(b) = bound {
         // Only if this session is still the agent's current one (not replaced or swept).
         if let Some(gone) = st.opamp.remove(&b.who.agent.id, Some(b.handle.id)) {
-            super::mark_offline(&st, vec![gone], reason).await;
+            Box::pin(super::mark_offline(&st, vec![gone], reason)).await;
         } else if reason == CloseReason::Replaced {
             st.metrics.opamp.closed(reason);
         }
