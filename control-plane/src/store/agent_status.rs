@@ -138,11 +138,13 @@ pub async fn touch(db: &Db, seen: &[(String, i64)]) -> Result<()> {
         return Ok(());
     }
     // Heartbeats arrive spread over time; one statement per distinct second keeps the batch
-    // small without losing more than a second of precision.
+    // small without losing more than a second of precision. The second is rounded up: a
+    // last_seen rounded down would look up to a second older than it is, and the stale sweep
+    // (which compares milliseconds) would mark a live agent offline early.
     let mut by_second: std::collections::BTreeMap<i64, Vec<&str>> =
         std::collections::BTreeMap::new();
     for (id, at) in seen {
-        by_second.entry(at / 1000).or_default().push(id);
+        by_second.entry((at + 999) / 1000).or_default().push(id);
     }
     let mut tx = db.begin().await?;
     for (second, ids) in by_second {
