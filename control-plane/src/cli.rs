@@ -1,4 +1,4 @@
-//! The command line: `serve` and `user create`.
+//! The command line: `serve`, `user create` and `release …`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -37,6 +37,11 @@ pub enum Command {
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+    /// Agent release signing, offline: keygen, sign, verify.
+    Release {
+        #[command(subcommand)]
+        command: crate::releases::cli::ReleaseCommand,
     },
 }
 
@@ -130,6 +135,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Release { command } => crate::releases::cli::run(command),
     }
 }
 

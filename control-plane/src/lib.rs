@@ -7,7 +7,8 @@
 //! - [`authz`]: roles, scopes and the role matrix
 //! - [`secrets`]: tokens, hashes, passwords, JWTs
 //! - [`metrics`]: the control plane's own `/metrics`
-//! - [`cli`]: `serve` and `user create`
+//! - [`releases`]: release signing and rollout rules (agent updates)
+//! - [`cli`]: `serve`, `user create` and `release keygen|sign|verify`
 //!
 //! [`serve`] runs the whole server on a listener until a shutdown future resolves; the binary,
 //! the tests and later modules (OpAMP, policies, releases) all start it that way.
@@ -20,6 +21,7 @@ pub mod metrics;
 pub mod opamp;
 pub mod policy;
 pub mod ratelimit;
+pub mod releases;
 pub mod secrets;
 pub mod store;
 
