@@ -2,6 +2,8 @@
 //! child processes that die with the test, a minimal HTTP client, the real tools.
 #![allow(dead_code)]
 
+pub mod control_plane;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
