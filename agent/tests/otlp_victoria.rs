@@ -39,31 +39,6 @@ const IDENTITY: [(&str, &str); 4] = [
     ("site", "HQ"),
 ];
 
-/// Every family of the §4.4 table (`target_info` aside: VictoriaMetrics writes none).
-const TABLE_FAMILIES: &[&str] = &[
-    "system_cpu_time_seconds_total",
-    "system_cpu_utilization_ratio",
-    "system_cpu_load_average_1m",
-    "system_cpu_load_average_5m",
-    "system_cpu_load_average_15m",
-    "system_memory_usage_bytes",
-    "system_memory_utilization_ratio",
-    "system_memory_limit_bytes",
-    "system_filesystem_usage_bytes",
-    "system_filesystem_utilization_ratio",
-    "system_disk_io_bytes_total",
-    "system_disk_operations_total",
-    "system_network_io_bytes_total",
-    "system_network_errors_total",
-    "system_network_dropped_total",
-    "system_uptime_seconds",
-    "system_processes_count",
-    "process_cpu_time_seconds_total",
-    "process_cpu_utilization_ratio",
-    "process_memory_usage_bytes",
-    "process_memory_virtual_bytes",
-];
-
 /// Resource attributes VictoriaMetrics adds as labels to pushed series (Prometheus 2.53 puts
 /// them only on target_info, and turns `service.*` into `job`/`instance`).
 const RESOURCE_LABELS: &[&str] = &[

@@ -323,3 +323,29 @@ pub fn promtool_check(text: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Every metric family of protocol-facts §4.4 (v0 names), `target_info` aside: it is no
+/// metric of the host, and an OTLP backend such as VictoriaMetrics writes none.
+pub const TABLE_FAMILIES: &[&str] = &[
+    "system_cpu_time_seconds_total",
+    "system_cpu_utilization_ratio",
+    "system_cpu_load_average_1m",
+    "system_cpu_load_average_5m",
+    "system_cpu_load_average_15m",
+    "system_memory_usage_bytes",
+    "system_memory_utilization_ratio",
+    "system_memory_limit_bytes",
+    "system_filesystem_usage_bytes",
+    "system_filesystem_utilization_ratio",
+    "system_disk_io_bytes_total",
+    "system_disk_operations_total",
+    "system_network_io_bytes_total",
+    "system_network_errors_total",
+    "system_network_dropped_total",
+    "system_uptime_seconds",
+    "system_processes_count",
+    "process_cpu_time_seconds_total",
+    "process_cpu_utilization_ratio",
+    "process_memory_usage_bytes",
+    "process_memory_virtual_bytes",
+];
