@@ -239,3 +239,83 @@ async fn lowering_top_processes_for_one_site_reaches_only_its_agent_within_2_s()
         "{other}"
     );
 }
+
+/// The user inventory end to end: a client policy sets `inventory.interval_hours`; the agent
+/// reads `/etc/passwd` and reports it over OpAMP; `GET agents/{id}/users` lists the host's
+/// accounts (root among them) with the time they were read.
+#[tokio::test(flavor = "current_thread")]
+async fn a_policy_turns_on_the_user_inventory_shown_by_the_api() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cp = ControlPlane::new(tmp.path());
+    let api = Api::login(&cp.base).await;
+    let client = api.post("/api/v1/clients", json!({"name": "Inv"})).await;
+    let client_id = client["id"].as_str().unwrap();
+    let site = api
+        .post(
+            &format!("/api/v1/clients/{client_id}/sites"),
+            json!({"name": "HQ"}),
+        )
+        .await;
+    let site_id = site["id"].as_str().unwrap();
+    let agent = enroll_and_run(&api, &cp, tmp.path(), site_id, None).await;
+    api.wait_for(&agent.id, Duration::from_secs(10), "online", |row| {
+        row["status"] == "online"
+    })
+    .await;
+    let before = api.get(&format!("/api/v1/agents/{}/users", agent.id)).await;
+    assert_eq!(before["reported"], false, "off by default: {before}");
+
+    let policy = api
+        .post(
+            "/api/v1/policies",
+            json!({"name": "inventory", "client_id": client_id,
+                   "document": {"schema_version": 1, "inventory": {"interval_hours": 24}}}),
+        )
+        .await;
+    api.post(
+        &format!(
+            "/api/v1/policies/{}/assignments",
+            policy["id"].as_str().unwrap()
+        ),
+        json!({"scope": "client", "target_id": client_id}),
+    )
+    .await;
+    let t = Instant::now();
+    let users = loop {
+        let v = api.get(&format!("/api/v1/agents/{}/users", agent.id)).await;
+        if v["reported"] == true {
+            break v;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "an inventory within 10 s of the policy: {v}\nagent log:\n{}",
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    let expected: BTreeSet<&str> = passwd
+        .lines()
+        .filter_map(|l| l.split(':').next())
+        .filter(|n| !n.is_empty() && !n.starts_with('#'))
+        .collect();
+    let listed: BTreeSet<&str> = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, expected, "every account of /etc/passwd");
+    let root = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "root")
+        .unwrap();
+    assert_eq!(root["uid"], 0, "{root}");
+    assert!(users["sessions"].is_array(), "{users}");
+    assert!(
+        users["collected_at"].as_str().unwrap().starts_with("20"),
+        "{users}"
+    );
+}

@@ -19,7 +19,7 @@
 //! | `POST clients/{id}/sites`, `PATCH/DELETE sites/{id}` | 403 | yes | yes | 404      |
 //! | `GET enrollment-tokens[/{id}]`          | yes    | yes      | yes   | not listed / 404 |
 //! | `POST enrollment-tokens`, `DELETE enrollment-tokens/{id}` | 403 | yes | yes | 404 (site or token) |
-//! | `GET agents`, `GET agents/{id}`         | yes    | yes      | yes   | not listed / 404 |
+//! | `GET agents`, `GET agents/{id}`, `GET agents/{id}/users` | yes | yes | yes | not listed / 404 |
 //! | `PATCH agents/{id}` (move), `DELETE agents/{id}` | 403 | yes | yes | 404 (agent or target site) |
 //! | `GET sd/prometheus`                     | yes    | yes      | yes   | not listed   |
 //! | `GET/POST users`, `GET/PATCH/DELETE users/{id}` | 403 | 403 | yes | not listed / 404 |

@@ -5,6 +5,8 @@
 //! - `rmm_cp_opamp_messages_total{direction}` counter: `received` AgentToServer and `sent`
 //!   ServerToAgent messages
 //! - `rmm_cp_opamp_sessions_closed_total{reason}` counter: see [`CloseReason`]
+//! - `rmm_cp_opamp_custom_messages_total{result}` counter: custom messages `stored`,
+//!   `rejected` (invalid content) or `ignored` (a capability or type this server does not take)
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -65,6 +67,30 @@ impl CloseReason {
     }
 }
 
+/// What became of a custom message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CustomOutcome {
+    Stored,
+    Rejected,
+    Ignored,
+}
+
+impl CustomOutcome {
+    pub const ALL: [CustomOutcome; 3] = [
+        CustomOutcome::Stored,
+        CustomOutcome::Rejected,
+        CustomOutcome::Ignored,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CustomOutcome::Stored => "stored",
+            CustomOutcome::Rejected => "rejected",
+            CustomOutcome::Ignored => "ignored",
+        }
+    }
+}
+
 /// Lock-free counters; the hot path (one heartbeat) touches two atomics.
 #[derive(Debug, Default)]
 pub struct OpampMetrics {
@@ -72,6 +98,7 @@ pub struct OpampMetrics {
     received: AtomicU64,
     sent: AtomicU64,
     closed: [AtomicU64; CloseReason::ALL.len()],
+    custom: [AtomicU64; CustomOutcome::ALL.len()],
 }
 
 impl OpampMetrics {
@@ -85,6 +112,10 @@ impl OpampMetrics {
 
     pub fn closed(&self, reason: CloseReason) {
         self.closed[reason.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn custom_message(&self, outcome: CustomOutcome) {
+        self.custom[outcome as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn connected_add(&self, transport: Transport, delta: i64) {
@@ -130,6 +161,16 @@ impl OpampMetrics {
                 "rmm_cp_opamp_sessions_closed_total{{reason=\"{}\"}} {}",
                 r.as_str(),
                 self.closed[r.index()].load(Ordering::Relaxed)
+            );
+        }
+        out.push_str("# HELP rmm_cp_opamp_custom_messages_total OpAMP custom messages, by result (stored, rejected as invalid, ignored as unknown).\n");
+        out.push_str("# TYPE rmm_cp_opamp_custom_messages_total counter\n");
+        for o in CustomOutcome::ALL {
+            let _ = writeln!(
+                out,
+                "rmm_cp_opamp_custom_messages_total{{result=\"{}\"}} {}",
+                o.as_str(),
+                self.custom[o as usize].load(Ordering::Relaxed)
             );
         }
     }

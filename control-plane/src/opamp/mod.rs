@@ -8,9 +8,11 @@
 //! - [`registry`]: live sessions, their OpAMP state, and pushes to WebSocket agents
 //! - [`liveness`]: the sweeper that marks silent agents offline and flushes `last_seen`
 //! - [`describe`]: reported status as stored JSON
+//! - [`custom`]: custom messages (the user inventory)
 //! - [`metrics`]: `rmm_cp_agents_connected`, `rmm_cp_opamp_*`
 
 pub mod auth;
+pub mod custom;
 pub mod describe;
 pub mod http;
 pub mod liveness;

@@ -290,7 +290,14 @@ pub async fn process(
         );
     }
 
+    if let Some(custom) = &obs.custom_message {
+        super::custom::handle(st, agent_id, custom).await;
+    }
+
     let mut reply = obs.reply(SERVER_CAPABILITIES);
+    if rec.went_online || obs.capabilities_changed {
+        reply = reply.custom_capabilities(super::custom::capabilities());
+    }
     if let Some(secret) = &who.new_secret {
         // Offers are gated on the capability (spec); clients without it keep using the
         // enrollment token, which keeps naming this agent.

@@ -240,6 +240,12 @@ pub async fn delete(db: &Db, scope: &Scope, actor: &Actor, id: &str) -> Result<(
     let mut del = Sql::new("DELETE FROM agent_labels WHERE agent_id = ");
     del.bind(id);
     del.query().execute(&mut *tx).await?;
+    super::clients::delete_assignments_to(&mut tx, "agent", id).await?;
+    for table in ["agent_configs", "agent_inventory"] {
+        let mut del = Sql::new(&format!("DELETE FROM {table} WHERE agent_id = "));
+        del.bind(id);
+        del.query().execute(&mut *tx).await?;
+    }
     let mut del = Sql::new("DELETE FROM agents WHERE id = ");
     del.bind(id);
     del.query().execute(&mut *tx).await?;

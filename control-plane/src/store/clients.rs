@@ -164,16 +164,17 @@ pub async fn delete_client(db: &Db, scope: &Scope, actor: &Actor, id: &str) -> R
         .transpose()?
         .ok_or(Error::NotFound("client"))?;
     let mut left = Vec::new();
-    for (table, what) in [
-        ("sites", "site"),
-        ("users", "user"),
-        ("api_tokens", "API token"),
+    for (table, one, many) in [
+        ("sites", "site", "sites"),
+        ("users", "user", "users"),
+        ("api_tokens", "API token", "API tokens"),
+        ("policies", "policy", "policies"),
     ] {
         let mut c = Sql::new(&format!("SELECT COUNT(*) FROM {table} WHERE client_id = "));
         c.bind(id);
         let n = c.fetch_i64(&mut *tx).await?;
         if n > 0 {
-            left.push(format!("{n} {what}{}", if n == 1 { "" } else { "s" }));
+            left.push(format!("{n} {}", if n == 1 { one } else { many }));
         }
     }
     if !left.is_empty() {
@@ -185,6 +186,8 @@ pub async fn delete_client(db: &Db, scope: &Scope, actor: &Actor, id: &str) -> R
             ),
         ));
     }
+    // Global policies assigned to this client go with it (the policies themselves stay).
+    delete_assignments_to(&mut tx, "client", id).await?;
     let mut del = Sql::new("DELETE FROM clients WHERE id = ");
     del.bind(id);
     del.query().execute(&mut *tx).await?;
@@ -201,6 +204,19 @@ pub async fn delete_client(db: &Db, scope: &Scope, actor: &Actor, id: &str) -> R
     )
     .await?;
     tx.commit().await?;
+    Ok(())
+}
+
+/// Delete the policy assignments whose target (`scope` `target_id`) is being deleted, so that
+/// no assignment outlives its target.
+pub(crate) async fn delete_assignments_to(
+    tx: &mut super::Tx,
+    scope: &str,
+    target_id: &str,
+) -> Result<()> {
+    let mut del = Sql::new("DELETE FROM policy_assignments WHERE scope = ");
+    del.bind(scope).push(" AND target_id = ").bind(target_id);
+    del.query().execute(&mut **tx).await?;
     Ok(())
 }
 
@@ -330,6 +346,7 @@ pub async fn delete_site(db: &Db, scope: &Scope, actor: &Actor, id: &str) -> Res
     let mut del = Sql::new("DELETE FROM enrollment_tokens WHERE site_id = ");
     del.bind(id);
     del.query().execute(&mut *tx).await?;
+    delete_assignments_to(&mut tx, "site", id).await?;
     let mut del = Sql::new("DELETE FROM sites WHERE id = ");
     del.bind(id);
     del.query().execute(&mut *tx).await?;

@@ -123,6 +123,7 @@ const CASES: &[Case] = &[
     ),
     case("GET", "/api/v1/agents", Min(Viewer), false, 200),
     case("GET", "/api/v1/agents/{id}", Min(Viewer), true, 200),
+    case("GET", "/api/v1/agents/{id}/users", Min(Viewer), true, 200),
     case("PATCH", "/api/v1/agents/{id}", Min(Operator), true, 200),
     case("DELETE", "/api/v1/agents/{id}", Min(Operator), true, 204),
     case("GET", "/api/v1/sd/prometheus", Min(Viewer), false, 200),
