@@ -262,7 +262,10 @@ async fn deleting_targets_removes_their_assignments(backend: Backend) {
     let (st, body) = delete(format!("/api/v1/clients/{client}")).await;
     assert_eq!(st, 409, "{body}");
     assert!(
-        body["error"]["message"].as_str().unwrap().contains("1 policy"),
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1 policy"),
         "{body}"
     );
     assert_eq!(assignments(&s, &global).await.len(), 1);

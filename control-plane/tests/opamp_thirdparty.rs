@@ -6,6 +6,11 @@
 //! apply offered connection settings, so the token keeps naming the agent it enrolled), and
 //! again with an agent secret from REST enrollment; it must appear in `GET /api/v1/agents`
 //! with the description it sent and stay online across several polls.
+//!
+//! Remote config: with a site policy in force, each client that declares AcceptsRemoteConfig
+//! receives the agent's effective configuration (the hash the effective-config API names),
+//! answers it APPLIED or FAILED, and that answer is what `GET /agents/config-status` shows;
+//! a client without the capability receives none and is listed as `unsupported`.
 
 #[path = "api/common.rs"]
 mod common;
@@ -203,4 +208,146 @@ async fn node_client(backend: Backend) {
     s.finish().await;
 }
 
-backend_tests!(python_client, node_client);
+/// The configuration status the API shows for `id`.
+async fn config_status(s: &common::Server, id: &str) -> Value {
+    let list = s.get("/api/v1/agents/config-status", &s.admin).await;
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["agent_id"] == id)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+async fn wait_config_status(s: &common::Server, id: &str, want: &str) -> Value {
+    wait_for(5.0, &format!("config status {want}"), || async {
+        let st = config_status(s, id).await;
+        (st["config_status"] == want).then_some(st)
+    })
+    .await
+}
+
+/// The one `remote_config` event of a finished client, checked against the effective
+/// configuration the API computes for `id`.
+async fn assert_received_effective_config(s: &common::Server, id: &str, events: &[Value]) {
+    let got = events_named(events, "remote_config");
+    assert!(!got.is_empty(), "a remote config was offered: {events:?}");
+    let effective = s
+        .get(&format!("/api/v1/agents/{id}/effective-config"), &s.admin)
+        .await;
+    assert_eq!(got[0]["hash"], effective["hash"], "{effective}");
+    let file = &got[0]["files"]["agent.toml"];
+    assert_eq!(file["body"], effective["toml"], "{file}");
+    assert!(
+        file["body"].as_str().unwrap().contains("top_processes = 3"),
+        "{file}"
+    );
+}
+
+async fn remote_config_to_third_party_clients(backend: Backend) {
+    let (python, node, modules) = (python(), node(), node_modules());
+    let s = start(&backend).await;
+    let site = site(&s, "Config Corp").await;
+    let client_id = s.get(&format!("/api/v1/sites/{site}"), &s.admin).await["client_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let policy = common::id(
+        &s.create(
+            "/api/v1/policies",
+            &s.admin,
+            json!({"name": "three processes", "client_id": client_id,
+                   "document": {"schema_version": 1, "collect": {"top_processes": 3}}}),
+        )
+        .await,
+    );
+    s.create(
+        &format!("/api/v1/policies/{policy}/assignments"),
+        &s.admin,
+        json!({"scope": "site", "target_id": site}),
+    )
+    .await;
+    let endpoint = opamp_http_url(&s);
+    let common_args = |bearer: &str, host: &str| -> Vec<String> {
+        [
+            "--endpoint",
+            &endpoint,
+            "--bearer",
+            bearer,
+            "--interval",
+            "0.3",
+            "--seconds",
+            "3",
+            "--host-name",
+            host,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+
+    // Python, enrolled by its token: receives the config and applies it.
+    let (token_id, token) = s.new_enrollment_token(&site, json!({"max_uses": 2})).await;
+    let mut args = vec![script("python_client.py").display().to_string()];
+    args.extend(common_args(&token, "py-config"));
+    let mut client = ClientProcess::spawn(&python, &args);
+    let start_event = client.next_event(30).await;
+    let py_id = start_event["instance_uid"].as_str().unwrap().to_owned();
+    let events = client.finish(30).await;
+    assert_received_effective_config(&s, &py_id, &events).await;
+    let st = wait_config_status(&s, &py_id, "applied").await;
+    assert_eq!(st["reported"]["status"], "applied", "{st}");
+
+    // Node, with an agent secret: receives it and refuses it; the API shows why.
+    let (node_id, secret) = s.new_agent(&site, "node-config", json!({})).await;
+    let mut args = vec![
+        script("node_client.js").display().to_string(),
+        "--modules".into(),
+        modules.display().to_string(),
+        "--remote-config".into(),
+        "failed".into(),
+    ];
+    args.extend(common_args(&secret, "node-config"));
+    let mut client = ClientProcess::spawn(&node, &args);
+    assert_eq!(client.next_event(30).await["event"], "start");
+    let events = client.finish(30).await;
+    assert_received_effective_config(&s, &node_id, &events).await;
+    let st = wait_config_status(&s, &node_id, "failed").await;
+    assert_eq!(
+        st["reported"]["error_message"], "node test client refuses this config",
+        "{st}"
+    );
+
+    // Python without AcceptsRemoteConfig: nothing is offered; listed as unsupported.
+    let mut args = vec![
+        script("python_client.py").display().to_string(),
+        "--no-remote-config".into(),
+    ];
+    args.extend(common_args(&token, "py-plain"));
+    let mut client = ClientProcess::spawn(&python, &args);
+    let plain_id = client.next_event(30).await["instance_uid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let events = client.finish(30).await;
+    assert!(
+        events_named(&events, "remote_config").is_empty(),
+        "no remote config without the capability: {events:?}"
+    );
+    assert!(
+        !events_named(&events, "connect").is_empty(),
+        "it was answered: {events:?}"
+    );
+    wait_config_status(&s, &plain_id, "unsupported").await;
+    let token = s
+        .get(&format!("/api/v1/enrollment-tokens/{token_id}"), &s.admin)
+        .await;
+    assert_eq!(token["uses"], 2, "{token}");
+    s.finish().await;
+}
+
+backend_tests!(
+    python_client,
+    node_client,
+    remote_config_to_third_party_clients
+);

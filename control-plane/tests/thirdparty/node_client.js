@@ -4,8 +4,11 @@
 //
 // Usage: node node_client.js --modules DIR --endpoint URL --bearer TOKEN
 //          [--interval S] [--seconds S] [--host-name N] [--instance-uid UUID]
+//          [--remote-config applied|failed]
 // Prints one JSON object per line: "start" (instance uid), then "success" per answered
 // request (with the ServerToAgent flags and any new instance uid), "fail", and "stop".
+// With --remote-config the client declares AcceptsRemoteConfig and ReportsRemoteConfig, prints
+// every offered config as "remote_config" (hash and files) and answers it APPLIED or FAILED.
 
 'use strict';
 
@@ -52,6 +55,34 @@ async function main() {
         heartbeatIntervalSeconds: Number(args.interval),
         diagEnabled: true,
     };
+    const configResult = args['remote-config'];
+    if (configResult) {
+        opts.capabilities =
+            opamp.AgentCapabilities.AgentCapabilities_AcceptsRemoteConfig |
+            opamp.AgentCapabilities.AgentCapabilities_ReportsRemoteConfig;
+        opts.onMessage = ({remoteConfig}) => {
+            if (!remoteConfig) {
+                return;
+            }
+            const files = {};
+            for (const [name, f] of Object.entries(remoteConfig.config.configMap)) {
+                files[name] = {
+                    content_type: f.contentType,
+                    body: Buffer.from(f.body).toString('utf8'),
+                };
+            }
+            const hash = remoteConfig.configHash;
+            emit({event: 'remote_config', hash: Buffer.from(hash).toString('hex'), files});
+            const failed = configResult === 'failed';
+            client.setRemoteConfigStatus({
+                lastRemoteConfigHash: hash,
+                status: failed
+                    ? opamp.RemoteConfigStatuses.RemoteConfigStatuses_FAILED
+                    : opamp.RemoteConfigStatuses.RemoteConfigStatuses_APPLIED,
+                errorMessage: failed ? 'node test client refuses this config' : '',
+            });
+        };
+    }
     if (args['instance-uid']) {
         opts.instanceUid = args['instance-uid'];
     }
