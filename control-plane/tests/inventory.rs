@@ -168,8 +168,8 @@ async fn inventory_over_opamp(backend: Backend) {
     assert_eq!(st.as_u16(), 200, "{body}");
     assert_eq!(body["users"], alice());
 
-    // Deleting the agent deletes its inventory (a re-enrolled host starts empty).
-    drop(ws);
+    // Deleting the agent deletes its inventory (a re-enrolled host starts empty) and ends
+    // its live session at once.
     let (st, _) = s
         .call(
             Method::DELETE,
@@ -179,6 +179,11 @@ async fn inventory_over_opamp(backend: Backend) {
         )
         .await;
     assert_eq!(st.as_u16(), 204);
+    assert_eq!(
+        ws_close_code(&mut ws).await,
+        Some((1008, "refused".to_owned())),
+        "the deleted agent's session is closed"
+    );
     let db = s.db.connect().await;
     let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM agent_inventory")
         .fetch_one(db.pool())

@@ -182,5 +182,14 @@ async fn delete_agent(
 ) -> ApiResult<StatusCode> {
     auth.require(Role::Operator)?;
     agents::delete(&st.db, auth.scope(), &auth.actor(), &id).await?;
+    // Its credentials are gone: end a live OpAMP session now, not at its next message. (A
+    // session on another replica ends at its next message, when its status write finds no
+    // agent.)
+    let refused = crate::opamp::metrics::CloseReason::Refused;
+    if !st.opamp.close(&id, 1008, refused) {
+        if let Some(gone) = st.opamp.remove(&id, None) {
+            crate::opamp::count_gone(&st, &[gone], refused);
+        }
+    }
     Ok(StatusCode::NO_CONTENT)
 }
