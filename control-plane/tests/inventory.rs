@@ -42,19 +42,9 @@ fn alice() -> Value {
             "shell": "/usr/sbin/nologin", "login_shell": false}])
 }
 
-async fn metric(s: &common::Server, series: &str) -> f64 {
-    let text = s
-        .http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).map(|v| v.trim().parse().unwrap()))
-        .unwrap_or_else(|| panic!("{series} in /metrics"))
+async fn counted(s: &common::Server, result: &str) -> f64 {
+    let series = format!("rmm_cp_opamp_custom_messages_total{{result=\"{result}\"}}");
+    common::metric(&s.metrics_text().await, &series)
 }
 
 async fn inventory_over_opamp(backend: Backend) {
@@ -99,10 +89,7 @@ async fn inventory_over_opamp(backend: Backend) {
         got["collected_at"].as_str().unwrap().starts_with("20"),
         "{got}"
     );
-    assert_eq!(
-        metric(&s, "rmm_cp_opamp_custom_messages_total{result=\"stored\"}").await,
-        1.0
-    );
+    assert_eq!(counted(&s, "stored").await, 1.0);
 
     // Invalid reports are refused; the session goes on and the last good report stays.
     let bad = [
@@ -130,18 +117,8 @@ async fn inventory_over_opamp(backend: Backend) {
         data: b"{}".to_vec(),
     });
     ws_exchange(&mut ws, &msg).await;
-    assert_eq!(
-        metric(
-            &s,
-            "rmm_cp_opamp_custom_messages_total{result=\"rejected\"}"
-        )
-        .await,
-        3.0
-    );
-    assert_eq!(
-        metric(&s, "rmm_cp_opamp_custom_messages_total{result=\"ignored\"}").await,
-        1.0
-    );
+    assert_eq!(counted(&s, "rejected").await, 3.0);
+    assert_eq!(counted(&s, "ignored").await, 1.0);
     let still = s.get(&path, &s.admin).await;
     assert_eq!(
         still["users"],

@@ -10,7 +10,7 @@ mod support;
 
 use std::io::{Read, Write};
 
-use common::Backend;
+use common::{metric, Backend};
 use futures_util::SinkExt;
 use rmm_opamp::capabilities::{agent as cap, server, server_flags};
 use rmm_opamp::prost::Message as _;
@@ -25,23 +25,6 @@ const CAPS: u64 = cap::REPORTS_STATUS | cap::REPORTS_HEALTH | cap::REPORTS_HEART
 
 fn uid_of(id: &str) -> InstanceUid {
     id.parse().unwrap()
-}
-
-async fn metrics_text(s: &common::Server) -> String {
-    s.http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or_else(|| panic!("{series} not in /metrics"))
 }
 
 async fn websocket_sessions(backend: Backend) {
@@ -160,7 +143,7 @@ async fn websocket_sessions(backend: Backend) {
     assert_eq!(ws_close_code(&mut wa).await.map(|c| c.0), Some(1000));
     wait_status(&s, &a_id, "offline", 1.0).await;
 
-    let m = metrics_text(&s).await;
+    let m = s.metrics_text().await;
     assert!(metric(&m, "rmm_cp_opamp_sessions_closed_total{reason=\"too_big\"}") >= 1.0);
     assert!(
         metric(
@@ -368,7 +351,7 @@ async fn plain_http(backend: Backend) {
         .unwrap();
     assert_eq!(resp.status(), 200);
     wait_status(&s, &id, "offline", 1.0).await;
-    let m = metrics_text(&s).await;
+    let m = s.metrics_text().await;
     assert_eq!(
         metric(&m, "rmm_cp_agents_connected{transport=\"http\"}"),
         0.0

@@ -250,15 +250,7 @@ async fn push_on_change_and_drift(backend: Backend) {
         .await;
     assert_eq!(drifted["items"].as_array().unwrap().len(), 1, "{drifted}");
     assert_eq!(drifted["items"][0]["agent_id"], agent.as_str());
-    let metrics = s
-        .http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics_text().await;
     let series = format!("rmm_cp_agent_config_status{{agent=\"{agent}\",client=\"Push Corp\",site=\"b\",host=\"push-1\",status=\"drifted\"}} 1");
     assert!(metrics.contains(&series), "{series} not in /metrics");
     // A failure to apply the current config is shown as failed.

@@ -369,6 +369,18 @@ impl Server {
         )
     }
 
+    /// The control plane's `/metrics` text.
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> Value {
         let (st, v) = self.call(Method::GET, path, Some(token), None).await;
         assert_eq!(st, StatusCode::OK, "GET {path}: {v}");
@@ -530,6 +542,13 @@ pub async fn spawn_binary(db_url: &str, env: &[(&str, &str)]) -> (tokio::process
     // Keep draining the log so the server never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, format!("http://{addr}"))
+}
+
+/// The value of `series` (name and labels, exactly as exposed) in a `/metrics` text.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("{series} not in /metrics"))
 }
 
 pub fn id(v: &Value) -> String {

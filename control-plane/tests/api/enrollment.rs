@@ -80,15 +80,7 @@ async fn refused_enrollments_say_why_and_change_nothing(backend: Backend) {
         "a refused enrollment must not change anything"
     );
 
-    let text = s
-        .http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.metrics_text().await;
     for (result, n) in [
         ("success", 1),
         ("token_expired", 1),

@@ -24,15 +24,7 @@ async fn metrics_pass_promtool(backend: Backend) {
     let site = s.new_site(&c, "H\"Q\\1").await;
     s.new_agent(&site, "web-01", json!({})).await;
     let _ = s.call(Method::GET, "/api/v1/nowhere", None, None).await;
-    let text = s
-        .http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.metrics_text().await;
     for family in [
         "rmm_cp_http_requests_total",
         "rmm_cp_http_request_duration_seconds_bucket",
@@ -111,15 +103,7 @@ async fn login_and_enroll_are_rate_limited(backend: Backend) {
         "retry",
     );
     assert_eq!(before, s.snapshot().await);
-    let text = s
-        .http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.metrics_text().await;
     assert!(
         text.contains("rmm_cp_enrollments_total{result=\"rate_limited\"} 1"),
         "{text}"
