@@ -11,6 +11,7 @@ pub mod enroll;
 pub mod enrollment_tokens;
 pub mod error;
 pub mod extract;
+pub mod install;
 pub mod openapi;
 pub mod ops;
 pub mod policies;
@@ -44,6 +45,7 @@ pub fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(enrollment_tokens::router())
         .merge(enroll::router())
         .merge(agents::router())
+        .merge(install::router())
         .merge(sd::router())
         .merge(audit::router())
         .merge(policies::router())
