@@ -355,6 +355,10 @@ async fn every_dashboard_query_and_alert_rule_on_live_agents() {
         r#"rmm_cp_agent_config_status{job="rmm-control-plane", client="Acme", status="applied"}"#,
         r#"rmm_cp_agent_config_status{job="rmm-control-plane", client="Globex", status="applied"}"#,
         r#"count(rmm_cp_agent_info{job="rmm-control-plane"}) == 2"#,
+        // The processes dashboard's history uses a subquery at a 15 s resolution: it has data
+        // once a 15 s-aligned evaluation time has passed since the first samples.
+        r#"max_over_time((sum by (client) (process_cpu_utilization_ratio{job="rmm-agent", client="Acme"}))[5m:15s])"#,
+        r#"max_over_time((sum by (client) (process_cpu_utilization_ratio{job="rmm-agent", client="Globex"}))[5m:15s])"#,
     ];
     for q in wanted {
         let found = poll(Duration::from_secs(45), Duration::from_millis(250), || {
