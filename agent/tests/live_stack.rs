@@ -79,8 +79,7 @@ fn prometheus_config(
     // scrape_configs is prometheus.yml's last section: the federation job joins its list.
     let last_top_level = c
         .lines()
-        .filter(|l| !l.starts_with([' ', '#']) && !l.is_empty())
-        .last()
+        .rfind(|l| !l.starts_with([' ', '#']) && !l.is_empty())
         .unwrap();
     assert_eq!(last_top_level, "scrape_configs:", "prometheus.yml layout");
     let fed =
