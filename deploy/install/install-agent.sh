@@ -109,7 +109,7 @@ while [ $# -gt 0 ]; do
     --listen) listen="${2:?--listen needs host:port}"; shift 2 ;;
     --prefix) prefix="${2:?--prefix needs a directory}"; shift 2 ;;
     --no-systemd) systemd=0; shift ;;
-    -h|--help) sed -n '2,29p' "$0" 2>/dev/null | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0" 2>/dev/null | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) say "unknown option: $1 (see --help)"; exit 2 ;;
   esac
 done
