@@ -309,9 +309,9 @@ mod tests {
         let s = render_script("https://rmm.example.com:8443");
         assert!(s.contains("'https://rmm.example.com:8443'"));
         assert!(!s.contains(SERVER_PLACEHOLDER));
-        let s = render_script("http://x'; rm -rf / #");
-        assert!(!s.contains("rm -rf"));
-        assert!(!s.contains(SERVER_PLACEHOLDER));
+        let s = render_script("http://x'; touch /tmp/pwned-by-url #");
+        assert!(!s.contains("pwned-by-url"));
+        assert!(s.contains("default_server=''\n"));
     }
 
     #[test]
