@@ -13,6 +13,7 @@ backend_tests!(
     report_fields_are_validated,
     tokens_that_cannot_report,
     the_script_is_served_with_the_public_url,
+    refused_reports_count_against_the_enrollment_rate_limit,
 );
 
 fn report(status: &str, step: &str) -> Value {
@@ -288,6 +289,30 @@ async fn the_script_is_served_with_the_public_url(backend: Backend) {
     assert!(
         text.contains("default_server='https://rmm.example.com:8443'"),
         "the public URL is the script's default server"
+    );
+    s.finish().await;
+}
+
+async fn refused_reports_count_against_the_enrollment_rate_limit(backend: Backend) {
+    let s = Server::start_with(&backend, |c| c.enroll_rate_per_minute = 3).await;
+    let c = s.new_client("Acme").await;
+    let site = s.new_site(&c, "HQ").await;
+    let (_, token) = s.new_enrollment_token(&site, json!({})).await;
+    // Valid reports cost nothing: more than the limit go through.
+    for _ in 0..5 {
+        let (st, v) = post(&s, &token, report("failed", "enroll")).await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+    }
+    // Guessing tokens is limited like enrollment: the 4th refusal in a minute is a 429.
+    for _ in 0..3 {
+        let (st, _) = post(&s, "rmm_et_guess", report("failed", "enroll")).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED);
+    }
+    assert_error(
+        &post(&s, "rmm_et_guess", report("failed", "enroll")).await,
+        429,
+        "rate_limited",
+        "retry",
     );
     s.finish().await;
 }
