@@ -31,6 +31,8 @@ from urllib.parse import urlsplit
 
 HERE = pathlib.Path(__file__).resolve().parent
 EXPECTED_EMPTY_NAME = "expected-empty.json"
+# How a host's series reached Prometheus; expected-empty entries may apply to one of them only.
+ARRIVALS = ("scrape", "otlp")
 
 DS_VAR = "datasource"
 DS_REFS = {"${datasource}", "$datasource"}
@@ -269,6 +271,10 @@ def lint_expected_empty(by_uid, path):
             problems.append(f"{where}: panel {e.get('panel')!r} has no query {ref!r}")
         if not e.get("reason"):
             problems.append(f"{where}: give the reason the query may be empty")
+        arrival = e.get("arrival")
+        if arrival is not None and (not isinstance(arrival, list) or not arrival
+                                    or not set(arrival) <= set(ARRIVALS)):
+            problems.append(f"{where}: arrival must be a non-empty list of {', '.join(ARRIVALS)}")
     return problems
 
 
@@ -323,9 +329,13 @@ def substitute(text, values):
 LABEL_VALUES_RE = re.compile(r"^label_values\((?:(.+),\s*)?([A-Za-z_][A-Za-z0-9_]*)\)\s*$", re.S)
 
 
-def list_queries(dashboards, given, expected_empty):
+def list_queries(dashboards, given, expected_empty, arrival=None):
+    """Every query with variables substituted. An expected-empty entry with an `arrival` list
+    applies only when `arrival` (how the host's data arrived: scrape or otlp) is in it."""
     expected = {}
     for e in read_expected_empty(expected_empty):
+        if e.get("arrival") is not None and arrival not in e["arrival"]:
+            continue
         expected[(e.get("dashboard"), e.get("panel"), e.get("ref_id"))] = e.get("reason")
     out, problems = [], []
     for d in dashboards:

@@ -110,6 +110,9 @@ def main(argv=None):
     ap.add_argument("--dir", type=pathlib.Path, default=lint.HERE, help="dashboards folder")
     ap.add_argument("--dashboard", action="append", default=[], metavar="UID",
                     help="only this dashboard's queries (repeatable; default: all)")
+    ap.add_argument("--arrival", choices=lint.ARRIVALS,
+                    help="how the host's data arrived; expected-empty entries limited to one arrival "
+                         "path apply only when it is given and matches")
     ap.add_argument("--step", default="60s", help="step of range queries (default %(default)s)")
     ap.add_argument("--rules", action="store_true", help="also check the loaded alerting rules")
     ap.add_argument("--rules-wait", type=float, default=60,
@@ -135,7 +138,7 @@ def main(argv=None):
     if problems:
         print("\n".join(f"run_queries.py: lint: {p}" for p in problems), file=sys.stderr)
         return 1
-    queries, problems = lint.list_queries(dashboards, given, expected_empty)
+    queries, problems = lint.list_queries(dashboards, given, expected_empty, args.arrival)
     if problems:
         print("\n".join(f"run_queries.py: {p}" for p in problems), file=sys.stderr)
         return 2

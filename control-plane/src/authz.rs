@@ -28,6 +28,9 @@
 //! | `GET policies[/{id}[/assignments]]`, `GET agents/{id}/effective-config`, `GET agents/config-status`, `POST policies/preview` | yes | yes | yes | not listed / 404 (global policies: listed for all-clients callers only) |
 //! | `POST policies`, `PUT/DELETE policies/{id}`, `POST policies/{id}/assignments`, `DELETE policy-assignments/{id}` | 403 | yes | yes | 404 (global policies and global assignments: all-clients callers only, 403 for a global assignment) |
 //! | `GET policies/schema`                   | no authentication |||| |
+//! | `GET install-reports`                   | yes    | yes      | yes   | not listed   |
+//! | `GET install/agent.sh`                  | no authentication (holds no secret) |||| |
+//! | `POST install-reports`                  | an enrollment token (`Bearer rmm_et_...`); client and site are the token's |||| |
 //! | `POST auth/login`, `POST enroll`        | no authentication (credentials in the body) |||| |
 //!
 //! The role is checked first (403 `forbidden`), then the scope: an object of another client

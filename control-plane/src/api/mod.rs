@@ -11,6 +11,7 @@ pub mod enroll;
 pub mod enrollment_tokens;
 pub mod error;
 pub mod extract;
+pub mod install;
 pub mod inventory;
 pub mod openapi;
 pub mod ops;
@@ -46,6 +47,7 @@ pub fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(enroll::router())
         .merge(agents::router())
         .merge(inventory::router())
+        .merge(install::router())
         .merge(sd::router())
         .merge(audit::router())
         .merge(policies::router())

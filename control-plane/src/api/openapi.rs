@@ -22,6 +22,7 @@ use utoipa::{Modify, OpenApi};
         (name = "enrollment-tokens", description = "Tokens hosts enroll with"),
         (name = "enroll", description = "Host enrollment"),
         (name = "agents", description = "Enrolled hosts"),
+        (name = "install", description = "The agent install script and its reports"),
         (name = "sd", description = "Prometheus service discovery"),
         (name = "audit", description = "Audit log (admin)"),
         (name = "ops", description = "Health and metrics"),
@@ -41,6 +42,17 @@ impl Modify for BearerAuth {
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
                         "a login JWT from /api/v1/auth/login, or an API token (rmm_at_...)",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "enrollment_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "an enrollment token (rmm_et_...), as given to the install script",
                     ))
                     .build(),
             ),

@@ -326,7 +326,7 @@ pub async fn rename_site(
     get_site(db, scope, id).await
 }
 
-/// Delete a site with no agents; its enrollment tokens go with it.
+/// Delete a site with no agents; its enrollment tokens and install reports go with it.
 pub async fn delete_site(db: &Db, scope: &Scope, actor: &Actor, id: &str) -> Result<()> {
     let site = get_site(db, scope, id).await?;
     let mut tx = db.begin().await?;
@@ -343,9 +343,12 @@ pub async fn delete_site(db: &Db, scope: &Scope, actor: &Actor, id: &str) -> Res
             ),
         ));
     }
-    let mut del = Sql::new("DELETE FROM enrollment_tokens WHERE site_id = ");
-    del.bind(id);
-    del.query().execute(&mut *tx).await?;
+    // Its enrollment tokens and the install reports they authenticated go with it.
+    for table in ["install_reports", "enrollment_tokens"] {
+        let mut del = Sql::new(&format!("DELETE FROM {table} WHERE site_id = "));
+        del.bind(id);
+        del.query().execute(&mut *tx).await?;
+    }
     delete_assignments_to(&mut tx, "site", id).await?;
     let mut del = Sql::new("DELETE FROM sites WHERE id = ");
     del.bind(id);

@@ -14,6 +14,7 @@ pub mod agents;
 pub mod audit;
 pub mod clients;
 pub mod enrollment;
+pub mod install_reports;
 pub mod inventory;
 pub mod policies;
 pub mod settings;

@@ -6,6 +6,7 @@ mod common;
 mod agents;
 mod bad_input;
 mod enrollment;
+mod install_reports;
 mod openapi;
 mod ops;
 mod roles;

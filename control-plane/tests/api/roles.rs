@@ -36,6 +36,9 @@ enum Need {
     Min(Role),
     /// The role, for all clients.
     AllClients(Role),
+    /// An enrollment token as bearer (install reports): every user credential is refused
+    /// with 401; the fixture's enrollment token succeeds.
+    EnrollmentToken,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -180,6 +183,16 @@ const CASES: &[Case] = &[
         false,
         200,
     ),
+    // Install script and reports (issue 8)
+    case("GET", "/api/v1/install/agent.sh", Public, false, 200),
+    case("GET", "/api/v1/install-reports", Min(Viewer), false, 200),
+    case(
+        "POST",
+        "/api/v1/install-reports",
+        EnrollmentToken,
+        false,
+        201,
+    ),
 ];
 
 /// The routes the matrix covers, for the OpenAPI test.
@@ -196,13 +209,14 @@ type Caller = Option<(Role, bool)>;
 fn expected(c: &Case, caller: Caller, owner: Owner) -> u16 {
     let (role, scoped) = match (c.need, caller) {
         (Public, _) => return c.success,
+        (EnrollmentToken, _) => return 401,
         (_, None) => return 401,
         (_, Some(rs)) => rs,
     };
     let (min, all_only) = match c.need {
         Min(r) => (r, false),
         AllClients(r) => (r, true),
-        Public => unreachable!(),
+        Public | EnrollmentToken => unreachable!(),
     };
     if role < min || (all_only && scoped) {
         403
@@ -219,6 +233,8 @@ struct Fixture {
     site: [String; 2],
     agent: [String; 2],
     etoken: [String; 2],
+    /// The secrets of `etoken`.
+    etoken_secret: [String; 2],
     user: [String; 2],
     api_token: [String; 2],
     policy: [String; 2],
@@ -237,6 +253,7 @@ async fn fixture(s: &Server) -> Fixture {
         site: Default::default(),
         agent: Default::default(),
         etoken: Default::default(),
+        etoken_secret: Default::default(),
         user: Default::default(),
         api_token: Default::default(),
         policy: Default::default(),
@@ -252,7 +269,16 @@ async fn fixture(s: &Server) -> Fixture {
             )
             .await
             .0;
-        f.etoken[i] = s.new_enrollment_token(&f.site[i], json!({})).await.0;
+        (f.etoken[i], f.etoken_secret[i]) = s.new_enrollment_token(&f.site[i], json!({})).await;
+        let (st, v) = s
+            .call(
+                Method::POST,
+                "/api/v1/install-reports",
+                Some(&f.etoken_secret[i]),
+                Some(install_report()),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
         f.user[i] = id(&s
             .create("/api/v1/users", &s.admin, json!({"email": format!("fixture-{name}@example.com"), "password": "password-123", "role": "viewer", "client_id": f.client[i]}))
             .await);
@@ -266,6 +292,11 @@ async fn fixture(s: &Server) -> Fixture {
         f.policy[i] = new_policy(s, &f.client[i]).await;
     }
     f
+}
+
+/// A valid install-report body.
+fn install_report() -> Value {
+    json!({"hostname": "h", "os": "linux", "arch": "x86_64", "status": "failed", "step": "enroll", "message": "m"})
 }
 
 /// A new empty policy of `client`, created by the global admin.
@@ -403,6 +434,7 @@ async fn prepare(s: &Server, f: &Fixture, c: &Case, owner: Owner) -> (String, Op
                 .await);
             (format!("/api/v1/policy-assignments/{a}"), None)
         }
+        ("POST", "/api/v1/install-reports") => (c.route.into(), Some(install_report())),
         ("POST", "/api/v1/policies/preview") => (
             c.route.into(),
             Some(json!({"document": {"collect": {"top_processes": 3}}, "agent_ids": [f.agent[i]]})),
@@ -465,6 +497,25 @@ async fn role_matrix(backend: Backend) {
                     failures.push(format!("{} {}: error without code: {v}", c.method, c.route));
                 }
             }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} calls wrong:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    // Routes authenticated by an enrollment token: that token succeeds.
+    for c in CASES.iter().filter(|c| matches!(c.need, EnrollmentToken)) {
+        let (path, body) = prepare(&s, &f, c, Owner::Own).await;
+        let method = Method::from_bytes(c.method.as_bytes()).unwrap();
+        let (st, v) = s.call(method, &path, Some(&f.etoken_secret[0]), body).await;
+        checked += 1;
+        if st.as_u16() != c.success {
+            failures.push(format!(
+                "{} {} with an enrollment token: got {st}, want {}: {v}",
+                c.method, c.route, c.success
+            ));
         }
     }
     assert!(
@@ -543,6 +594,18 @@ async fn scoped_callers_see_only_their_client(backend: Backend) {
         "client_id",
         &f.client[0],
     );
+    only(
+        &s.get("/api/v1/install-reports", &op_a).await,
+        "client_id",
+        &f.client[0],
+    );
+    let v = s
+        .get(
+            &format!("/api/v1/install-reports?client_id={}", f.client[1]),
+            &op_a,
+        )
+        .await;
+    assert_eq!(v["items"].as_array().unwrap().len(), 0, "{v}");
     // A filter naming another client finds nothing rather than leaking.
     let v = s
         .get(&format!("/api/v1/agents?client_id={}", f.client[1]), &op_a)
