@@ -29,11 +29,19 @@ pub mod host;
 pub mod reload;
 pub mod snapshot;
 pub mod table;
+pub mod update;
 mod util;
+pub mod version;
 
 pub use agent::{run, Agent, SnapshotReceiver};
 pub use config::AgentConfig;
 pub use snapshot::Snapshot;
 
-/// The agent's version (`service.version`, `rmm_agent_build_info{version}`).
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The agent's version (`service.version`, `rmm_agent_build_info{version}`, the user agent):
+/// the one stamped into the binary ([`version`](mod@version)), else `CARGO_PKG_VERSION`.
+pub use version::version;
+
+/// `rmm-agent/<version>`, the user agent of every HTTP request.
+pub fn user_agent() -> String {
+    format!("rmm-agent/{}", version())
+}
