@@ -102,7 +102,7 @@ impl Control {
             c.reconnect_min,
             c.reconnect_max,
         );
-        tracing::info!(agent_id = %uid, opamp = %url, "Enrolled; connecting to the control plane.");
+        tracing::info!(agent_id = %uid, opamp = %url, version = crate::version(), "Enrolled; connecting to the control plane.");
         let (session, events) = session::spawn(settings, state, shutdown);
         stats::publish(Some(session.stats().clone()));
         Ok(Some(Self {
