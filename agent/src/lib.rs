@@ -19,6 +19,8 @@
 //! - [`agent`]: the collection thread ([`Agent`]) and [`run`].
 //! - [`reload`]: the parts a configuration change swaps live.
 //! - [`table`]: the human-readable view of `rmm-agent collect --format table`.
+//! - [`update`]: self-update from signed package offers: download, verify, swap, trial, rollback.
+//! - [`version`](mod@version): the running version, stampable into a built binary.
 
 pub mod agent;
 pub mod collect;

@@ -1,6 +1,6 @@
 //! The agent's version, stampable into a built binary without recompiling.
 //!
-//! The binary carries one [`SLOT`]: a marker followed by a NUL-padded version. Empty (as
+//! The binary carries one `SLOT`: a marker followed by a NUL-padded version. Empty (as
 //! compiled), the version is `CARGO_PKG_VERSION`; `rmm-agent stamp-version` writes a version
 //! into a *copy* of the binary, so one compile yields builds A and B for tests and release
 //! tooling. The slot is read with `read_volatile`, so the compiler cannot fold the compiled

@@ -11,7 +11,7 @@
 //!    `"rmm-agent-release-v1\0" || sha256` verifies (strictly) with a key pinned at enrollment.
 //!    Nothing has touched the installed binary yet; any refusal is reported as InstallFailed
 //!    with the reason, and the agent carries on.
-//! 4. [`install`]: the running image is copied to `<exe>.previous`; the build is copied next to
+//! 4. [`install`](mod@install): the running image is copied to `<exe>.previous`; the build is copied next to
 //!    the executable (re-hashed while copying) and fsynced. Still nothing replaced.
 //! 5. The agent stops its work (OpAMP goodbye, exporters, `/metrics`, collection), writes the
 //!    `trial` record ([`status::Record`]), renames the build over the executable, and runs it
@@ -27,7 +27,7 @@
 //! # Invariants (what a crash at any point leaves)
 //!
 //! - The executable path always holds a complete binary: it only ever changes by `rename(2)`
-//!   of a complete, fsynced file from the same directory ([`install`]), then a directory fsync.
+//!   of a complete, fsynced file from the same directory ([`install`](mod@install)), then a directory fsync.
 //! - Before the rename, `<exe>.previous` holds a complete, fsynced copy of the running version
 //!   and the `trial` record is on disk.
 //! - Crash before the rename: the old binary is in place; the staged temporary file is removed
@@ -80,7 +80,7 @@ pub struct Updater {
     status: mpsc::Sender<StatusUpdate>,
 }
 
-/// A verified build staged next to the executable, ready for [`install`].
+/// A verified build staged next to the executable, ready for [`install`](mod@install).
 #[derive(Debug)]
 pub struct Staged {
     pub offered: Offered,

@@ -59,7 +59,11 @@ pub fn parse_keys(texts: &[String]) -> Result<Vec<ReleaseKey>, String> {
     texts
         .iter()
         .enumerate()
-        .map(|(i, t)| ReleaseKey::parse(t).map_err(|e| format!("signing_keys[{i}]: {e}")))
+        .map(|(i, t)| {
+            // Public keys are not secret: quote (the start of) the text to name the key.
+            let quoted: String = t.trim().chars().take(80).collect();
+            ReleaseKey::parse(t).map_err(|e| format!("signing_keys[{i}] ({quoted:?}): {e}"))
+        })
         .collect()
 }
 
@@ -221,6 +225,6 @@ mod tests {
             .unwrap_err()
             .contains("32 bytes"));
         let e = parse_keys(&[text, "nope".into()]).unwrap_err();
-        assert!(e.starts_with("signing_keys[1]:"), "{e}");
+        assert!(e.starts_with("signing_keys[1] (\"nope\"):"), "{e}");
     }
 }
