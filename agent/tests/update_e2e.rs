@@ -431,6 +431,16 @@ impl Agent {
             .into_owned()
     }
 
+    /// The files in the executable's directory.
+    fn bin_files(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.exe.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
     fn previous(&self) -> PathBuf {
         let mut p = self.exe.as_os_str().to_owned();
         p.push(".previous");
@@ -528,6 +538,12 @@ async fn a_offered_b_ends_up_running_b_in_the_same_process() {
         std::fs::read(agent.previous()).unwrap() == agent.a_bytes,
         "A is kept at <exe>.previous"
     );
+    assert_eq!(
+        agent.bin_files(),
+        ["rmm-agent", "rmm-agent.previous"],
+        "no temporary files left"
+    );
+    assert!(!installed.agent_has_hash.is_empty());
     // The build was fetched once, with the agent secret (same origin as the control plane).
     let downloads = server.downloads();
     assert_eq!(downloads.len(), 1, "{downloads:?}");
@@ -641,6 +657,7 @@ async fn a_build_that_exits_at_start_is_rolled_back() {
         std::fs::read(&agent.exe).unwrap() == agent.a_bytes,
         "A is back at the executable path"
     );
+    assert_eq!(agent.bin_files(), ["rmm-agent", "rmm-agent.previous"]);
     assert_eq!(agent.metrics_version().await, VERSION_A);
 
     // The server offers the same build again on the new connection: it is not tried again.

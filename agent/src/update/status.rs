@@ -141,7 +141,12 @@ pub fn statuses(
     let status = PackageStatus {
         name: PACKAGE.into(),
         agent_has_version: crate::version().to_owned(),
-        agent_has_hash: Vec::new(),
+        // OpAMP: the `PackageAvailable.hash` of what the agent has, known when it is the
+        // offered build.
+        agent_has_hash: offered
+            .filter(|o| state == PackageStatusEnum::Installed && o.version == crate::version())
+            .map(|o| unhex(&o.package_hash))
+            .unwrap_or_default(),
         server_offered_version: offered.map(|o| o.version.clone()).unwrap_or_default(),
         server_offered_hash: offered.map(|o| unhex(&o.package_hash)).unwrap_or_default(),
         status: state as i32,
@@ -238,6 +243,7 @@ mod tests {
             PackageStatusEnum::Installed as i32
         );
         assert_eq!(s.server_provided_all_packages_hash, vec![3; 32]);
+        assert_eq!(s.packages[PACKAGE].agent_has_hash, vec![2; 32]);
         let plain = &at_start(None, false).packages[PACKAGE];
         assert_eq!(plain.status, PackageStatusEnum::Installed as i32);
         assert_eq!(plain.server_offered_version, "");
