@@ -9,7 +9,9 @@
 //! (b) a bad signature and (c) a hash mismatch are refused, the binary is byte-identical and A
 //! keeps running, InstallFailed with the reason; (d) a build that exits at start (a signed
 //! `/bin/false`) is rolled back: A runs again in the same PID, InstallFailed `rolled back: ...`,
-//! and the same build is not tried again when offered again.
+//! and the same build is not tried again when offered again. Also: an agent without pinned
+//! keys downloads nothing; a crash during the trial (B at the executable path, the `trial`
+//! record on disk) is recovered at start by putting A back.
 
 mod common;
 
@@ -554,9 +556,9 @@ async fn a_offered_b_ends_up_running_b_in_the_same_process() {
 }
 
 /// (b) and (c): a refused build leaves A untouched and running.
-async fn refused(release: Release, pinned: &ReleaseKey, reason_prefix: &str) {
+async fn refused(release: Release, pinned: &[&ReleaseKey], reason_prefix: &str) -> Server {
     let server = Server::start(release).await;
-    let mut agent = Agent::start(&server, &[pinned]);
+    let mut agent = Agent::start(&server, pinned);
     let pid = agent.child.pid();
     connected_at_a(&server).await;
     let (conn, failed) = server
@@ -586,6 +588,7 @@ async fn refused(release: Release, pinned: &ReleaseKey, reason_prefix: &str) {
         !state.join("update-download.tmp").exists(),
         "the refused download is removed"
     );
+    server
 }
 
 #[tokio::test]
@@ -601,7 +604,7 @@ async fn a_bad_signature_is_refused_and_a_keeps_running() {
         signature: other.sign(&sha256(&b)),
         served: b,
     };
-    refused(release, &pinned, "signature verification failed: ").await;
+    refused(release, &[&pinned], "signature verification failed: ").await;
 }
 
 #[tokio::test]
@@ -616,7 +619,22 @@ async fn a_hash_mismatch_is_refused_and_a_keeps_running() {
         signature: key.sign(&sha256(&b)),
         served: b[..b.len() / 2].to_vec(),
     };
-    refused(release, &key, "sha256 mismatch: ").await;
+    refused(release, &[&key], "sha256 mismatch: ").await;
+}
+
+#[tokio::test]
+async fn without_pinned_keys_nothing_is_even_downloaded() {
+    let key = ReleaseKey::new(7);
+    let build_dir = tempfile::tempdir().unwrap();
+    let b = std::fs::read(stamped(build_dir.path(), "b", VERSION_B)).unwrap();
+    let release = Release {
+        version: VERSION_B.into(),
+        content_hash: sha256(&b),
+        signature: key.sign(&sha256(&b)),
+        served: b,
+    };
+    let server = refused(release, &[], "no pinned release keys").await;
+    assert!(server.downloads().is_empty());
 }
 
 #[tokio::test]
