@@ -44,7 +44,7 @@ pub fn decide(p: &PackagesAvailable, keys: &[ReleaseKey], failed: &FailedList) -
     if pkg.version == crate::version() {
         return Decision::Running(o);
     }
-    if let Some(f) = failed.find(&o.version, &o.sha256) {
+    if let Some(f) = failed.find(&o) {
         return Decision::FailedBefore(o.clone(), f.reason.clone());
     }
     let refuse = |why: String| Decision::Refuse(o.clone(), why);
@@ -147,5 +147,18 @@ mod tests {
             .unwrap()
             .content_hash = vec![8; 32];
         assert!(matches!(decide(&other, &k, &failed), Decision::Fetch(_)));
+        // The same build offered differently (here: re-signed) is a new offer: tried.
+        let mut file = DownloadableFile::new("http://cp/api/v1/releases/1/build", vec![7; 32]);
+        file.signature = vec![2; 64];
+        let resigned = PackagesAvailable::new([(
+            PACKAGE,
+            PackageAvailable::new(PackageType::TopLevel, "99.0.0", file),
+        )]);
+        assert!(matches!(decide(&resigned, &k, &failed), Decision::Fetch(_)));
+        // The same offer again is not.
+        assert!(matches!(
+            decide(&offer("99.0.0", 32, 64), &k, &failed),
+            Decision::FailedBefore(..)
+        ));
     }
 }

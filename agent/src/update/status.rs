@@ -4,7 +4,9 @@
 //! - `update-result.json` ([`Record`]): the last update's phase and outcome, written before
 //!   every `exec` of the update path and read at start.
 //! - `update-failed.json` ([`FailedList`]): `(version, sha256)` pairs that failed or were rolled
-//!   back, never tried again unless the server offers something different.
+//!   back, never tried again unless the server offers something different: another build, or the
+//!   same build in an offer that differs otherwise (its package hash covers URL and signature),
+//!   which is how a server forces a retry.
 
 use std::path::Path;
 
@@ -76,11 +78,14 @@ impl Record {
     }
 }
 
-/// A failed `(version, sha256)` pair and why.
+/// A failed `(version, sha256)` pair, the offer it came in, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failed {
     pub version: String,
     pub sha256: String,
+    /// `PackageAvailable.hash` of the failed offer (empty: any offer of the pair).
+    #[serde(default)]
+    pub package_hash: String,
     pub reason: String,
 }
 
@@ -98,11 +103,13 @@ impl FailedList {
             .unwrap_or_default()
     }
 
-    /// The reason a pair failed before, if it did.
-    pub fn find(&self, version: &str, sha256: &str) -> Option<&Failed> {
-        self.failed
-            .iter()
-            .find(|f| f.version == version && f.sha256 == sha256)
+    /// Why this offer of a pair failed before, if it did.
+    pub fn find(&self, offered: &Offered) -> Option<&Failed> {
+        self.failed.iter().find(|f| {
+            f.version == offered.version
+                && f.sha256 == offered.sha256
+                && (f.package_hash.is_empty() || f.package_hash == offered.package_hash)
+        })
     }
 
     /// Adds (or refreshes) a pair and saves the list.
@@ -113,6 +120,7 @@ impl FailedList {
         list.failed.push(Failed {
             version: offered.version.clone(),
             sha256: offered.sha256.clone(),
+            package_hash: offered.package_hash.clone(),
             reason: reason.to_owned(),
         });
         if list.failed.len() > FAILED_KEEP {
@@ -254,19 +262,16 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         FailedList::remember(tmp.path(), &o("2.0.0"), "rolled back: x");
         let list = FailedList::load(tmp.path());
-        assert_eq!(
-            list.find("2.0.0", &hex(&[1; 32])).unwrap().reason,
-            "rolled back: x"
-        );
-        assert!(list.find("2.0.0", &hex(&[9; 32])).is_none(), "other build");
+        assert_eq!(list.find(&o("2.0.0")).unwrap().reason, "rolled back: x");
+        let other_build = offered("2.0.0", &[9; 32], &[2; 32], &[3; 32]);
+        assert!(list.find(&other_build).is_none(), "other build");
+        let forced = offered("2.0.0", &[1; 32], &[4; 32], &[3; 32]);
+        assert!(list.find(&forced).is_none(), "same build, another offer");
         for i in 0..40 {
             FailedList::remember(tmp.path(), &o(&format!("3.0.{i}")), "r");
         }
         let list = FailedList::load(tmp.path());
         assert_eq!(list.failed.len(), FAILED_KEEP);
-        assert!(
-            list.find("2.0.0", &hex(&[1; 32])).is_none(),
-            "oldest dropped"
-        );
+        assert!(list.find(&o("2.0.0")).is_none(), "oldest dropped");
     }
 }
