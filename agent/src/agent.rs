@@ -261,7 +261,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     if let Some(staged) = install {
         // Let the aborted listener tasks drop, so the trial child can bind the same address.
         tokio::time::sleep(Duration::from_millis(200)).await;
-        return Err(update::install(staged, &state_dir, health_timeout).await);
+        return update::install(staged, &state_dir, health_timeout).await;
     }
     Ok(())
 }

@@ -323,10 +323,15 @@ enum Setup {
 impl Agent {
     /// Build A in its own directory, enrolled (identity written directly) with `pinned` keys.
     fn start(server: &Server, pinned: &[&ReleaseKey]) -> Self {
-        Self::start_with(server, pinned, Setup::Fresh)
+        Self::start_with(server, pinned, Setup::Fresh, &[])
     }
 
-    fn start_with(server: &Server, pinned: &[&ReleaseKey], setup: Setup) -> Self {
+    fn start_with(
+        server: &Server,
+        pinned: &[&ReleaseKey],
+        setup: Setup,
+        env: &[(&str, &str)],
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("bin")).unwrap();
         let exe = stamped(&dir.path().join("bin"), "rmm-agent", VERSION_A);
@@ -375,6 +380,7 @@ impl Agent {
             .env("RMM_AGENT_CONTROL_RECONNECT_MIN", "100ms")
             .env("RMM_AGENT_CONTROL_RECONNECT_MAX", "500ms")
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
         Self {
@@ -699,7 +705,7 @@ async fn a_crash_during_the_trial_is_recovered_at_start() {
     };
     let server = Server::start(release).await;
     // The service manager restarts the executable path: B, outside a trial.
-    let mut agent = Agent::start_with(&server, &[&key], Setup::InterruptedTrial);
+    let mut agent = Agent::start_with(&server, &[&key], Setup::InterruptedTrial, &[]);
     let pid = agent.child.pid();
     let (_, failed) = server
         .wait_for(
@@ -731,4 +737,86 @@ async fn a_crash_during_the_trial_is_recovered_at_start() {
             == Some(VERSION_B)
     });
     assert!(!b_ever_connected, "B restored A before connecting");
+}
+
+/// A signed build that starts but never becomes healthy: a shell script that just waits.
+fn hanging_release(key: &ReleaseKey) -> Release {
+    let script = b"#!/bin/sh\nexec sleep 120\n".to_vec();
+    Release {
+        version: VERSION_B.into(),
+        content_hash: sha256(&script),
+        signature: key.sign(&sha256(&script)),
+        served: script,
+    }
+}
+
+#[tokio::test]
+async fn a_build_that_never_becomes_healthy_is_rolled_back_after_the_timeout() {
+    let key = ReleaseKey::new(7);
+    let server = Server::start(hanging_release(&key)).await;
+    let mut agent = Agent::start_with(
+        &server,
+        &[&key],
+        Setup::Fresh,
+        &[("RMM_AGENT_UPDATES_HEALTH_TIMEOUT_SECONDS", "3")],
+    );
+    let pid = agent.child.pid();
+    connected_at_a(&server).await;
+    let (_, failed) = server
+        .wait_for(
+            "rolled back",
+            status_of(PackageStatusEnum::InstallFailed, VERSION_B),
+        )
+        .await;
+    assert!(
+        failed
+            .error_message
+            .starts_with("rolled back: new version did not become healthy")
+            && failed.error_message.ends_with("within 3 s"),
+        "{:?}",
+        failed.error_message
+    );
+    assert_eq!(failed.agent_has_version, VERSION_A);
+    agent.assert_running();
+    assert_eq!(agent.child.pid(), pid);
+    assert!(std::fs::read(&agent.exe).unwrap() == agent.a_bytes);
+    assert_eq!(agent.metrics_version().await, VERSION_A);
+}
+
+#[tokio::test]
+async fn stopping_the_agent_during_the_trial_puts_the_previous_version_back() {
+    let key = ReleaseKey::new(7);
+    let server = Server::start(hanging_release(&key)).await;
+    let mut agent = Agent::start(&server, &[&key]);
+    connected_at_a(&server).await;
+    // The trial child (the script) connects nowhere; wait until it runs.
+    let deadline = Instant::now() + WAIT;
+    while !agent.log().contains("Started the new version on trial") {
+        assert!(Instant::now() < deadline, "no trial; log:\n{}", agent.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // SAFETY: kill has no memory-safety preconditions; the pid is our child.
+    unsafe { libc::kill(agent.child.pid() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(s) = agent.child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the agent did not stop");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status:?}; log:\n{}", agent.log());
+    assert!(
+        std::fs::read(&agent.exe).unwrap() == agent.a_bytes,
+        "A is back at the executable path"
+    );
+    let state = agent.exe.parent().unwrap().parent().unwrap().join("state");
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.join("update-result.json")).unwrap()).unwrap();
+    assert_eq!(record["phase"], "rolled_back");
+    assert_eq!(record["reason"], "the agent was stopped during the trial");
+    assert!(
+        !state.join("update-failed.json").exists(),
+        "a stop is no fault of the build"
+    );
 }

@@ -41,6 +41,9 @@
 //!   save itself, since it no longer runs.
 //! - Crash of the old process after a verdict but before `exec`: the record already holds the
 //!   verdict (`installed` / `rolled_back`) and the right binary is in place.
+//! - SIGTERM/SIGINT during the trial (e.g. `systemctl stop`): the child is stopped, the previous
+//!   binary put back, the record says `rolled_back` (the build is not marked as failed), and the
+//!   process exits normally.
 
 pub mod download;
 pub mod install;
@@ -198,8 +201,13 @@ impl Updater {
 }
 
 /// Installs a staged build once the agent's work is stopped: swap, trial, then `exec` of the
-/// new or the restored executable. Returns only if that `exec` fails.
-pub async fn install(staged: Staged, state_dir: &Path, health_timeout: Duration) -> anyhow::Error {
+/// new or the restored executable. Returns `Err` if that `exec` fails, `Ok` when the agent was
+/// told to stop during the trial (the previous version is put back, and the process ends).
+pub async fn install(
+    staged: Staged,
+    state_dir: &Path,
+    health_timeout: Duration,
+) -> anyhow::Result<()> {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let Staged {
         offered,
@@ -214,23 +222,29 @@ pub async fn install(staged: Staged, state_dir: &Path, health_timeout: Duration)
         let _ = std::fs::remove_file(&staged);
         let reason = format!("install failed: writing the update record: {e}");
         tracing::error!(%reason);
-        return exec(&paths.exe, &args);
+        return Err(exec(&paths.exe, &args));
     }
     if let Err(e) = install::swap(&staged, &paths) {
         let reason = format!("install failed: replacing {}: {e}", paths.exe.display());
         tracing::error!(%reason);
         FailedList::remember(state_dir, &offered, &reason);
         save(state_dir, &Record::Failed { offered, reason });
-        return exec(&paths.exe, &args);
+        return Err(exec(&paths.exe, &args));
     }
     tracing::info!(version = %offered.version, exe = %paths.exe.display(), previous = %paths.previous.display(), "Installed the new version; trying it.");
     let marker = state_dir.join(TRIAL_MARKER);
-    match trial::run(&paths.exe, &args, &marker, health_timeout).await {
+    let verdict = trial::run(&paths.exe, &args, &marker, health_timeout).await;
+    let stopping = verdict == trial::Verdict::Interrupted;
+    match verdict {
         trial::Verdict::Healthy => {
             tracing::info!(version = %offered.version, "The new version is healthy; switching to it.");
             save(state_dir, &Record::Installed { offered });
         }
-        trial::Verdict::Failed(mut reason) => {
+        trial::Verdict::Interrupted | trial::Verdict::Failed(_) => {
+            let mut reason = match verdict {
+                trial::Verdict::Failed(r) => r,
+                _ => "the agent was stopped during the trial".to_owned(),
+            };
             tracing::error!(%reason, "The new version failed its trial; rolling back.");
             if let Err(e) = install::restore(&paths) {
                 tracing::error!(error = %e, "Restoring the previous binary failed.");
@@ -239,11 +253,18 @@ pub async fn install(staged: Staged, state_dir: &Path, health_timeout: Duration)
                     paths.previous.display()
                 ));
             }
-            FailedList::remember(state_dir, &offered, &format!("rolled back: {reason}"));
+            // Stopping the agent is no fault of the build: it may be offered and tried again.
+            if !stopping {
+                FailedList::remember(state_dir, &offered, &format!("rolled back: {reason}"));
+            }
             save(state_dir, &Record::RolledBack { offered, reason });
         }
     }
-    exec(&paths.exe, &args)
+    if stopping {
+        tracing::info!("Stopped during the update; the previous version is back in place.");
+        return Ok(());
+    }
+    Err(exec(&paths.exe, &args))
 }
 
 /// At start (not as a trial child): a `trial` record means the agent died during a trial. If

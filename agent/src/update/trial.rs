@@ -37,12 +37,18 @@ pub fn mark_healthy(marker: &Path) -> std::io::Result<()> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     Healthy,
+    /// The agent itself was told to stop (SIGTERM, SIGINT) during the trial.
+    Interrupted,
     /// Why not (the text after `rolled back: `).
     Failed(String),
 }
 
-/// Runs `exe args...` as a trial child and waits up to `limit` for it to become healthy.
+/// Runs `exe args...` as a trial child and waits up to `limit` for it to become healthy, or
+/// until this process is told to stop.
 pub async fn run(exe: &Path, args: &[OsString], marker: &Path, limit: Duration) -> Verdict {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut int = signal(SignalKind::interrupt()).ok();
     let _ = std::fs::remove_file(marker);
     let started = Instant::now();
     let mut child = match Command::new(exe)
@@ -76,7 +82,19 @@ pub async fn run(exe: &Path, args: &[OsString], marker: &Path, limit: Duration) 
                 limit.as_secs()
             ));
         }
-        tokio::time::sleep(POLL).await;
+        let stopped = async {
+            match (term.as_mut(), int.as_mut()) {
+                (Some(t), Some(i)) => tokio::select! {
+                    _ = t.recv() => {}
+                    _ = i.recv() => {}
+                },
+                _ => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(POLL) => {}
+            () = stopped => break Verdict::Interrupted,
+        }
     };
     stop(&mut child).await;
     let _ = std::fs::remove_file(marker);
@@ -126,7 +144,7 @@ mod tests {
 
     fn rt() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread()
-            .enable_time()
+            .enable_all()
             .build()
             .unwrap()
     }
