@@ -795,7 +795,14 @@ async fn stopping_the_agent_during_the_trial_puts_the_previous_version_back() {
         assert!(Instant::now() < deadline, "no trial; log:\n{}", agent.log());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // SAFETY: kill has no memory-safety preconditions; the pid is our child.
+    // Like `systemctl stop`: the whole unit is signalled. Here the trial child first and the
+    // agent a little later, so the agent sees the child's exit before its own signal: that exit
+    // must not count as a verdict on the build.
+    let trial_child = children(agent.child.pid());
+    assert_eq!(trial_child.len(), 1, "{trial_child:?}");
+    // SAFETY: kill has no memory-safety preconditions; the pids are our processes.
+    unsafe { libc::kill(trial_child[0] as i32, libc::SIGTERM) };
+    tokio::time::sleep(Duration::from_millis(150)).await;
     unsafe { libc::kill(agent.child.pid() as i32, libc::SIGTERM) };
     let deadline = Instant::now() + WAIT;
     let status = loop {
@@ -819,4 +826,24 @@ async fn stopping_the_agent_during_the_trial_puts_the_previous_version_back() {
         !state.join("update-failed.json").exists(),
         "a stop is no fault of the build"
     );
+}
+
+/// The direct children of `pid` (from `/proc/*/stat`).
+fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let child: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
+            // pid (comm) state ppid ...: comm may contain spaces, so split after the last ')'.
+            let ppid: u32 = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            (ppid == pid).then_some(child)
+        })
+        .collect()
 }

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 pub const TRIAL_ENV: &str = "RMM_UPDATE_TRIAL_MARKER";
 /// How often the parent looks at the child.
 const POLL: Duration = Duration::from_millis(100);
+/// How long a stop signal may trail the child's exit and still count as the cause.
+const STOP_SIGNAL_GRACE: Duration = Duration::from_millis(300);
 /// How long the healthy child has to stop after SIGTERM.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
@@ -61,14 +63,30 @@ pub async fn run(exe: &Path, args: &[OsString], marker: &Path, limit: Duration) 
         Err(e) => return Verdict::Failed(format!("the new version could not be started: {e}")),
     };
     tracing::info!(pid = child.id(), limit = %humantime::format_duration(limit), "Started the new version on trial.");
+    // Completes when this process is told to stop.
+    let mut stopped = std::pin::pin!(async move {
+        match (term.as_mut(), int.as_mut()) {
+            (Some(t), Some(i)) => tokio::select! {
+                _ = t.recv() => {}
+                _ = i.recv() => {}
+            },
+            _ => std::future::pending().await,
+        }
+    });
     let verdict = loop {
         match child.try_wait() {
             Ok(Some(status)) => {
-                break Verdict::Failed(format!(
+                let failed = Verdict::Failed(format!(
                     "new version exited with {} after {:.1} s",
                     describe(status),
                     started.elapsed().as_secs_f64()
-                ))
+                ));
+                // `systemctl stop` signals the whole unit at once: a child that exited because
+                // of it is no verdict on the build.
+                tokio::select! {
+                    () = &mut stopped => break Verdict::Interrupted,
+                    () = tokio::time::sleep(STOP_SIGNAL_GRACE) => break failed,
+                }
             }
             Ok(None) => {}
             Err(e) => break Verdict::Failed(format!("waiting for the new version: {e}")),
@@ -82,18 +100,9 @@ pub async fn run(exe: &Path, args: &[OsString], marker: &Path, limit: Duration) 
                 limit.as_secs()
             ));
         }
-        let stopped = async {
-            match (term.as_mut(), int.as_mut()) {
-                (Some(t), Some(i)) => tokio::select! {
-                    _ = t.recv() => {}
-                    _ = i.recv() => {}
-                },
-                _ => std::future::pending().await,
-            }
-        };
         tokio::select! {
             () = tokio::time::sleep(POLL) => {}
-            () = stopped => break Verdict::Interrupted,
+            () = &mut stopped => break Verdict::Interrupted,
         }
     };
     stop(&mut child).await;
