@@ -847,3 +847,27 @@ fn children(pid: u32) -> Vec<u32> {
         })
         .collect()
 }
+
+#[test]
+fn stamp_version_refuses_bad_input_and_leaves_no_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let run = |input: &str, version: &str| {
+        let o = Command::new(common::agent_bin())
+            .args(["stamp-version", "--in", input, "--out"])
+            .arg(&out)
+            .args(["--version", version])
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let e = run(common::agent_bin(), "1.0 beta");
+    assert!(e.contains("may only contain"), "{e}");
+    let e = run(common::agent_bin(), &"1".repeat(64));
+    assert!(e.contains("1 to 63 characters"), "{e}");
+    let e = run("/bin/false", "1.0.0");
+    assert!(e.contains("no version slot found"), "{e}");
+    assert!(!out.exists());
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+}
