@@ -871,3 +871,74 @@ fn stamp_version_refuses_bad_input_and_leaves_no_output() {
     assert!(!out.exists());
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
 }
+
+/// The download step alone: the secret only to the control plane's origin, the size cap, HTTP
+/// errors; nothing left behind on failure.
+#[tokio::test]
+async fn downloads_send_the_secret_only_to_the_control_plane_and_respect_the_cap() {
+    use rmm_agent::update::download::{fetch, Request, DOWNLOAD_FILE};
+    let body = vec![42u8; 3000];
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve_files(
+        listener,
+        [("/b".to_owned(), body.clone())].into(),
+        seen.clone(),
+    ));
+    let state = tempfile::tempdir().unwrap();
+    let secret = Secret::new(SECRET).unwrap();
+    let url = format!("http://{addr}/b");
+    let request = |server: String, max_bytes: u64, url: String| {
+        let (secret, state) = (secret.clone(), state.path().to_path_buf());
+        async move {
+            fetch(&Request {
+                url: &url,
+                server: &server,
+                secret: &secret,
+                max_bytes,
+                state_dir: &state,
+            })
+            .await
+        }
+    };
+    // The control plane's origin: the secret goes along.
+    let d = request(format!("http://{addr}"), 1 << 20, url.clone())
+        .await
+        .unwrap();
+    assert_eq!(d.sha256, sha256(&body));
+    assert_eq!(std::fs::read(&d.path).unwrap(), body);
+    // Another origin (same host, the control plane on another port): no secret.
+    request("http://127.0.0.1:1".into(), 1 << 20, url.clone())
+        .await
+        .unwrap();
+    let auth: Vec<Option<String>> = seen
+        .lock()
+        .unwrap()
+        .downloads
+        .iter()
+        .map(|(_, a)| a.clone())
+        .collect();
+    assert_eq!(auth, [Some(format!("Bearer {SECRET}")), None]);
+    // Too big, and not found: refused with the reason, no file left.
+    let e = request(format!("http://{addr}"), 1000, url.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        e.starts_with("download failed: ") && e.contains("max_download_bytes"),
+        "{e}"
+    );
+    assert!(!state.path().join(DOWNLOAD_FILE).exists());
+    let e = request(
+        format!("http://{addr}"),
+        1 << 20,
+        format!("http://{addr}/nope"),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.contains("HTTP 404"), "{e}");
+    let e = request(format!("http://{addr}"), 1 << 20, "ftp://x/b".into())
+        .await
+        .unwrap_err();
+    assert!(e.contains("unsupported URL scheme"), "{e}");
+}

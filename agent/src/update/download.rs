@@ -52,6 +52,9 @@ pub fn same_origin(url: &Url, server: &str) -> bool {
 /// Downloads; the error is the reported reason (`download failed: ...`).
 pub async fn fetch(req: &Request<'_>) -> Result<Downloaded, String> {
     let fail = |m: String| format!("download failed: {m}");
+    // Whatever an earlier attempt left goes first, whatever happens next.
+    let path = req.state_dir.join(DOWNLOAD_FILE);
+    let _ = fs::remove_file(&path);
     let url = Url::parse(req.url).map_err(|e| fail(format!("invalid URL {:?}: {e}", req.url)))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(fail(format!("unsupported URL scheme {:?}", url.scheme())));
@@ -85,8 +88,6 @@ pub async fn fetch(req: &Request<'_>) -> Result<Downloaded, String> {
             )));
         }
     }
-    let path = req.state_dir.join(DOWNLOAD_FILE);
-    let _ = fs::remove_file(&path);
     let result = async {
         let mut file = OpenOptions::new()
             .write(true)
