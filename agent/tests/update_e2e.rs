@@ -280,6 +280,12 @@ async fn serve_files(
         });
         seen.lock().unwrap().downloads.push((path.clone(), auth));
         let response = match files.get(&path) {
+            // Under /stream/ without a length: the body ends when the connection closes.
+            Some(body) if path.starts_with("/stream/") => {
+                let mut r = b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n".to_vec();
+                r.extend_from_slice(body);
+                r
+            }
             Some(body) => {
                 let mut r = format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -883,7 +889,11 @@ async fn downloads_send_the_secret_only_to_the_control_plane_and_respect_the_cap
     let addr = listener.local_addr().unwrap();
     tokio::spawn(serve_files(
         listener,
-        [("/b".to_owned(), body.clone())].into(),
+        [
+            ("/b".to_owned(), body.clone()),
+            ("/stream/b".to_owned(), body.clone()),
+        ]
+        .into(),
         seen.clone(),
     ));
     let state = tempfile::tempdir().unwrap();
@@ -928,6 +938,17 @@ async fn downloads_send_the_secret_only_to_the_control_plane_and_respect_the_cap
         e.starts_with("download failed: ") && e.contains("max_download_bytes"),
         "{e}"
     );
+    assert!(!state.path().join(DOWNLOAD_FILE).exists());
+    // Without a Content-Length the cap holds while streaming.
+    let streamed = format!("http://{addr}/stream/b");
+    let d = request(format!("http://{addr}"), 1 << 20, streamed.clone())
+        .await
+        .unwrap();
+    assert_eq!(d.sha256, sha256(&body));
+    let e = request(format!("http://{addr}"), 1000, streamed)
+        .await
+        .unwrap_err();
+    assert!(e.contains("more than updates.max_download_bytes"), "{e}");
     assert!(!state.path().join(DOWNLOAD_FILE).exists());
     let e = request(
         format!("http://{addr}"),
