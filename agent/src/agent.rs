@@ -118,7 +118,16 @@ fn stopped(stop: &mpsc::Receiver<()>, wait: Duration) -> bool {
 /// be bound.
 pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     use crate::control::remote_config;
+    use crate::update;
     let base = config;
+    let state_dir = base.control.state_dir.clone();
+    // A trial child (a new build being tried by the previous one) reports its health and
+    // takes no offers; anyone else first finishes an update a crash interrupted.
+    let trial_marker = update::trial::marker_from_env();
+    let updates_enabled = base.updates.enabled && base.control.enabled;
+    if updates_enabled && trial_marker.is_none() {
+        update::recover_at_start(&state_dir);
+    }
     // The last good remote configuration, before connecting; if it cannot start (say its
     // listen address is taken now), the local one.
     let mut persisted = remote_config::load_at_start(&base);
@@ -141,16 +150,45 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     // The control-plane session (if enrolled) is its own task; it hears of shutdown through
     // `stop` and says goodbye to the server before `run` returns.
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut control = crate::control::Control::start(runtime.config(), applier.status(), stop_rx)
-        .unwrap_or_else(|error| {
-            tracing::error!(
-                error = format!("{error:#}"),
-                "Not connecting to the control plane."
-            );
-            None
-        });
+    let packages = updates_enabled.then(|| {
+        update::status::at_start(
+            update::status::Record::load(&state_dir).as_ref(),
+            trial_marker.is_some(),
+        )
+    });
+    let mut control =
+        crate::control::Control::start(runtime.config(), applier.status(), packages, stop_rx)
+            .unwrap_or_else(|error| {
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    "Not connecting to the control plane."
+                );
+                None
+            });
     let mut events = control.as_mut().and_then(|c| c.take_events());
     let updates = control.as_ref().map(|c| c.updates());
+    let updater = match (&control, &trial_marker) {
+        (Some(c), None) if updates_enabled => update::Updater::new(
+            &state_dir,
+            c.identity(),
+            c.secret().clone(),
+            runtime.config().updates.max_download_bytes,
+            c.updates(),
+        )
+        .map(std::sync::Arc::new)
+        .map_err(|e| tracing::error!(error = %e, "Updates disabled: the pinned release keys are unusable."))
+        .ok(),
+        _ => None,
+    };
+    if let (Some(marker), Some(c)) = (&trial_marker, &control) {
+        tokio::spawn(report_trial_health(
+            marker.clone(),
+            runtime.snapshots(),
+            c.stats(),
+        ));
+    }
+    let mut preparing: Option<tokio::task::JoinHandle<Option<update::Staged>>> = None;
+    let mut install = None;
     let shutdown = std::pin::pin!(shutdown);
     let mut shutdown = shutdown;
     let mut inventory = InventoryTimer::new(runtime.config());
@@ -161,8 +199,21 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
                 None => std::future::pending().await,
             }
         };
+        let prepared = async {
+            match preparing.as_mut() {
+                Some(task) => task.await.ok().flatten(),
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = &mut shutdown => break,
+            staged = prepared => {
+                preparing = None;
+                if staged.is_some() {
+                    install = staged;
+                    break;
+                }
+            }
             () = inventory.due(), if updates.is_some() => {
                 if let Some(updates) = &updates {
                     inventory.report(updates).await;
@@ -181,18 +232,57 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
                         let _ = updates.send(StatusUpdate::RemoteConfigStatus(status)).await;
                     }
                 }
+                Some(crate::control::ServerEvent::PackagesAvailable(offer)) => match &updater {
+                    Some(u) if preparing.is_none() => {
+                        preparing = Some(tokio::spawn(u.clone().prepare(offer)));
+                    }
+                    Some(_) => tracing::info!("An update is already in progress; ignoring the new offer."),
+                    None => tracing::debug!("Package offer ignored: updates are off here."),
+                },
                 Some(other) => tracing::debug!(event = ?other, "Control-plane request not handled by this agent."),
                 None => events = None,
             },
         }
     }
     let _ = stop_tx.send(true);
-    tracing::info!("Shutting down.");
+    tracing::info!(
+        "{}",
+        if install.is_some() {
+            "Stopping to install an update."
+        } else {
+            "Shutting down."
+        }
+    );
     if let Some(control) = control {
         control.stop().await;
     }
+    let health_timeout = Duration::from_secs(runtime.config().updates.health_timeout_seconds);
     runtime.stop();
+    if let Some(staged) = install {
+        // Let the aborted listener tasks drop, so the trial child can bind the same address.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        return update::install(staged, &state_dir, health_timeout).await;
+    }
     Ok(())
+}
+
+/// Trial child: writes the health marker once a collection has completed and the OpAMP
+/// session is connected.
+async fn report_trial_health(
+    marker: std::path::PathBuf,
+    snapshots: SnapshotReceiver,
+    stats: Arc<crate::control::stats::Stats>,
+) {
+    loop {
+        if snapshots.borrow().is_some() && stats.values().connected {
+            match crate::update::trial::mark_healthy(&marker) {
+                Ok(()) => tracing::info!("Trial: collecting and connected; reported healthy."),
+                Err(e) => tracing::error!(error = %e, "Trial: writing the health marker failed."),
+            }
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// When the next user inventory report is due (`inventory.interval_hours`; 0: never).

@@ -37,9 +37,44 @@ pub struct AgentConfig {
     pub labels: BTreeMap<String, String>,
     /// `[inventory]`: user inventory reports.
     pub inventory: InventoryConfig,
-    /// `[updates]`: accepted (policies carry it) and reported in the effective config; the agent
-    /// has no updater yet, so nothing acts on it.
-    pub updates: toml::Table,
+    /// `[updates]`: self-updates from control-plane package offers ([`crate::update`]).
+    pub updates: UpdatesConfig,
+}
+
+/// `[updates]`. `channel`, `auto` and `maintenance_window` come from policies; the control
+/// plane acts on them (it decides what to offer, and when); the agent reports them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpdatesConfig {
+    /// Accept package offers at all (AcceptsPackages). Off: offers are ignored.
+    pub enabled: bool,
+    /// How long a new version has, after it starts, to collect and connect before it is rolled
+    /// back.
+    pub health_timeout_seconds: u64,
+    /// The largest build the agent downloads.
+    pub max_download_bytes: u64,
+    /// Release channel (`stable`, `beta`, ...), set by policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// Install updates automatically, set by policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto: Option<bool>,
+    /// When updates may be installed, set by policy (the control plane enforces it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maintenance_window: Option<toml::Table>,
+}
+
+impl Default for UpdatesConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            health_timeout_seconds: 30,
+            max_download_bytes: 256 * 1024 * 1024,
+            channel: None,
+            auto: None,
+            maintenance_window: None,
+        }
+    }
 }
 
 /// `[inventory]`.
@@ -344,6 +379,21 @@ impl AgentConfig {
                 name("inventory.interval_hours"),
                 24 * 366,
                 self.inventory.interval_hours
+            ));
+        }
+        let u = &self.updates;
+        if !(1..=3600).contains(&u.health_timeout_seconds) {
+            problems.push(format!(
+                "{}: must be between 1 and 3600, got {}",
+                name("updates.health_timeout_seconds"),
+                u.health_timeout_seconds
+            ));
+        }
+        if u.max_download_bytes < 1024 * 1024 {
+            problems.push(format!(
+                "{}: must be at least 1048576 (1 MiB), got {}",
+                name("updates.max_download_bytes"),
+                u.max_download_bytes
             ));
         }
         problems.extend(self.otlp.problems(name));

@@ -118,7 +118,7 @@ impl HostFacts {
             os_type: std::env::consts::OS.to_owned(),
             os_version: read_trimmed(paths.proc.join("sys/kernel/osrelease")),
             os_description,
-            service_version: crate::VERSION.to_owned(),
+            service_version: crate::version().to_owned(),
         }
     }
 }

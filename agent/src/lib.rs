@@ -19,6 +19,8 @@
 //! - [`agent`]: the collection thread ([`Agent`]) and [`run`].
 //! - [`reload`]: the parts a configuration change swaps live.
 //! - [`table`]: the human-readable view of `rmm-agent collect --format table`.
+//! - [`update`]: self-update from signed package offers: download, verify, swap, trial, rollback.
+//! - [`version`](mod@version): the running version, stampable into a built binary.
 
 pub mod agent;
 pub mod collect;
@@ -29,11 +31,19 @@ pub mod host;
 pub mod reload;
 pub mod snapshot;
 pub mod table;
+pub mod update;
 mod util;
+pub mod version;
 
 pub use agent::{run, Agent, SnapshotReceiver};
 pub use config::AgentConfig;
 pub use snapshot::Snapshot;
 
-/// The agent's version (`service.version`, `rmm_agent_build_info{version}`).
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The agent's version (`service.version`, `rmm_agent_build_info{version}`, the user agent):
+/// the one stamped into the binary ([`version`](mod@version)), else `CARGO_PKG_VERSION`.
+pub use version::version;
+
+/// `rmm-agent/<version>`, the user agent of every HTTP request.
+pub fn user_agent() -> String {
+    format!("rmm-agent/{}", version())
+}

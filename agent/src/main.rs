@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use rmm_agent::collect::Collectors;
 use rmm_agent::control::{enroll, StateDir};
 use rmm_agent::export::{model::ModelOptions, prometheus};
@@ -66,6 +66,19 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Write a copy of an rmm-agent binary that reports VERSION (release tooling and tests:
+    /// builds of several versions from one compile). The input is not changed.
+    StampVersion {
+        /// The rmm-agent binary to copy.
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// Where to write the stamped copy (replaced atomically; mode of the input).
+        #[arg(long)]
+        out: PathBuf,
+        /// The version, 1 to 63 characters of [0-9A-Za-z.+-].
+        #[arg(long)]
+        version: String,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -76,7 +89,9 @@ enum Format {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    // `--version` shows the stamped version, not only the compiled one.
+    let matches = Cli::command().version(rmm_agent::version()).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     init_tracing();
     match dispatch(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -108,6 +123,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let config = AgentConfig::load(config.as_deref())?;
             collect(&config, once, format)
         }
+        Command::StampVersion {
+            input,
+            out,
+            version,
+        } => stamp_version(&input, &out, &version),
         Command::Enroll {
             server,
             token,
@@ -147,6 +167,40 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn stamp_version(
+    input: &std::path::Path,
+    out: &std::path::Path,
+    version: &str,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut image = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
+    let mode = std::fs::metadata(input)?.permissions().mode() & 0o7777;
+    rmm_agent::version::stamp(&mut image, version)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("stamping {}", input.display()))?;
+    let name = out.file_name().and_then(|n| n.to_str()).unwrap_or("out");
+    let tmp = out.with_file_name(format!(".{name}.stamp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let written = (|| -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(&image)?;
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, out)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("writing {}", out.display()));
+    }
+    println!("{} reports version {version}", out.display());
+    Ok(())
 }
 
 fn collect(config: &AgentConfig, once: bool, format: Format) -> anyhow::Result<()> {

@@ -111,6 +111,11 @@ impl Runtime {
         Ok(runtime)
     }
 
+    /// Every snapshot from now on (and the latest, if any), across reconfigurations.
+    pub fn snapshots(&self) -> crate::SnapshotReceiver {
+        self.snapshots.subscribe()
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &AgentConfig {
         &self.config

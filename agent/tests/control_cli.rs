@@ -134,6 +134,51 @@ fn enroll_stores_identity_and_a_0600_secret() {
     assert!(id["enrolled_at"].as_str().unwrap().ends_with('Z'));
 }
 
+/// A valid release public key (RFC 8032 test vector 1).
+const RELEASE_KEY: &str = "rmm-ed25519-public:11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
+
+#[test]
+fn enroll_pins_the_release_signing_keys() {
+    let answer = serde_json::json!({
+        "agent_id": AGENT_ID,
+        "agent_secret": "rmm_as_x",
+        "signing_keys": [RELEASE_KEY],
+    });
+    let (base, server) = one_shot_http("201 Created", answer.to_string());
+    let tmp = tempfile::tempdir().unwrap();
+    let out = enroll(&base, tmp.path(), &[]);
+    server.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (identity, _) = StateDir::new(tmp.path()).load().unwrap().unwrap();
+    assert_eq!(identity.signing_keys, [RELEASE_KEY]);
+}
+
+#[test]
+fn enroll_refuses_an_invalid_signing_key_naming_it() {
+    let answer = serde_json::json!({
+        "agent_id": AGENT_ID,
+        "agent_secret": "rmm_as_x",
+        "signing_keys": [RELEASE_KEY, "rmm-ed25519-public:c2hvcnQ="],
+    });
+    let (base, server) = one_shot_http("201 Created", answer.to_string());
+    let tmp = tempfile::tempdir().unwrap();
+    let out = enroll(&base, tmp.path(), &[]);
+    server.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("signing_keys[1]")
+            && stderr.contains("rmm-ed25519-public:c2hvcnQ=")
+            && stderr.contains("expected 32 bytes, found 5"),
+        "{stderr}"
+    );
+    assert!(!tmp.path().join("identity.json").exists(), "nothing stored");
+}
+
 #[test]
 fn enroll_shows_the_servers_refusal_and_fails() {
     let (base, server) = one_shot_http(
@@ -179,7 +224,7 @@ fn enrolled_state(opamp_url: String) -> tempfile::TempDir {
                 enrolled_at: "2026-11-27T00:00:00Z".into(),
                 client_id: None,
                 site_id: None,
-                signing_keys: None,
+                signing_keys: Vec::new(),
             },
             &Secret::new("rmm_as_run-secret").unwrap(),
         )

@@ -105,7 +105,7 @@ async fn enroll_and_run(
                         enrolled_at: "2026-11-27T00:00:00Z".into(),
                         client_id: None,
                         site_id: Some(site_id.to_owned()),
-                        signing_keys: None,
+                        signing_keys: Vec::new(),
                     },
                     &Secret::new(v["agent_secret"].as_str().unwrap()).unwrap(),
                 )

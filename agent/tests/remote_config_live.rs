@@ -133,7 +133,7 @@ fn enrolled_state(opamp_url: &str) -> tempfile::TempDir {
                 enrolled_at: "2026-11-27T00:00:00Z".into(),
                 client_id: None,
                 site_id: None,
-                signing_keys: None,
+                signing_keys: Vec::new(),
             },
             &Secret::new("rmm_as_remote-config").unwrap(),
         )

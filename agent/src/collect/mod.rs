@@ -171,7 +171,7 @@ impl Collectors {
             ..Snapshot::default()
         };
         let mut stats = AgentStats {
-            version: crate::VERSION.to_owned(),
+            version: crate::version().to_owned(),
             ..AgentStats::default()
         };
         for entry in &mut self.entries {

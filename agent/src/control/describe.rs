@@ -17,14 +17,26 @@ pub const CONFIG_FILE_KEY: &str = "agent.toml";
 /// Content type of that file.
 pub const CONFIG_CONTENT_TYPE: &str = "application/toml";
 
-/// Capabilities this agent implements today. AcceptsPackages / ReportsPackageStatuses join
-/// when updates exist.
+/// Capabilities of every session. AcceptsPackages / ReportsPackageStatuses join when updates
+/// are enabled ([`capabilities`]).
 pub const CAPABILITIES: u64 = agent::REPORTS_STATUS
     | agent::REPORTS_HEALTH
     | agent::REPORTS_EFFECTIVE_CONFIG
     | agent::REPORTS_HEARTBEAT
     | agent::ACCEPTS_REMOTE_CONFIG
     | agent::REPORTS_REMOTE_CONFIG;
+
+/// What self-updates add.
+pub const UPDATE_CAPABILITIES: u64 = agent::ACCEPTS_PACKAGES | agent::REPORTS_PACKAGE_STATUSES;
+
+/// The capabilities of a session, with or without self-updates (`updates.enabled`).
+pub fn capabilities(updates: bool) -> u64 {
+    if updates {
+        CAPABILITIES | UPDATE_CAPABILITIES
+    } else {
+        CAPABILITIES
+    }
+}
 
 /// The agent description: identifying `service.*`, non-identifying host and OS facts.
 pub fn agent_description(uid: InstanceUid, facts: &HostFacts) -> AgentDescription {
@@ -190,8 +202,9 @@ mod tests {
     }
 
     #[test]
-    fn capabilities_claim_remote_config_but_not_packages() {
+    fn capabilities_claim_packages_only_with_updates() {
         assert_eq!(CAPABILITIES, 0x1 | 0x2 | 0x4 | 0x800 | 0x1000 | 0x2000);
-        assert_eq!(CAPABILITIES & agent::ACCEPTS_PACKAGES, 0);
+        assert_eq!(capabilities(false), CAPABILITIES);
+        assert_eq!(capabilities(true), CAPABILITIES | 0x8 | 0x10);
     }
 }

@@ -95,8 +95,9 @@ struct EnrollResponse {
     client_id: Option<String>,
     #[serde(default)]
     site_id: Option<String>,
+    /// Release signing keys to pin (`rmm-ed25519-public:...`); absent or null: none.
     #[serde(default)]
-    signing_keys: Option<serde_json::Value>,
+    signing_keys: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -192,13 +193,13 @@ pub async fn enroll(options: &EnrollOptions) -> Result<Identity, EnrollError> {
         hostname: facts.host_name.clone(),
         os: facts.os_type.clone(),
         arch: std::env::consts::ARCH.to_owned(),
-        agent_version: crate::VERSION,
+        agent_version: crate::version(),
         metrics_address: options.metrics_address.as_deref(),
     };
     let url = format!("{base}{ENROLL_PATH}");
     let mut client = reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
-        .user_agent(concat!("rmm-agent/", env!("CARGO_PKG_VERSION")));
+        .user_agent(crate::user_agent());
     if base.starts_with("https://") {
         client = client.use_preconfigured_tls((*super::tls::client_config()?).clone());
     }
@@ -254,6 +255,16 @@ fn identity_from(
         .unwrap_or_else(|| format!("{base}{DEFAULT_OPAMP_PATH}"));
     super::session::websocket_url(&opamp_url)
         .map_err(|e| EnrollError::InvalidResponse(format!("opamp_url: {e}")))?;
+    let signing_keys: Vec<String> = answer
+        .signing_keys
+        .unwrap_or_default()
+        .into_iter()
+        .map(|k| k.trim().to_owned())
+        .collect();
+    crate::update::verify::parse_keys(&signing_keys).map_err(EnrollError::InvalidResponse)?;
+    if signing_keys.is_empty() {
+        tracing::warn!("The control plane sent no release signing keys: this agent will refuse every update until it is enrolled again.");
+    }
     let identity = Identity {
         agent_id: agent_id.to_string(),
         server: base.to_owned(),
@@ -261,7 +272,7 @@ fn identity_from(
         enrolled_at: humantime::format_rfc3339_seconds(now).to_string(),
         client_id: answer.client_id,
         site_id: answer.site_id,
-        signing_keys: answer.signing_keys,
+        signing_keys,
     };
     Ok((identity, secret))
 }
@@ -376,6 +387,32 @@ mod tests {
         )
         .unwrap();
         assert!(identity_from("http://cp", bad_url, t).is_err());
+    }
+
+    #[test]
+    fn signing_keys_are_pinned_and_checked() {
+        let key = "rmm-ed25519-public:11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
+        let t = SystemTime::UNIX_EPOCH;
+        let answer = |keys: &str| -> EnrollResponse {
+            serde_json::from_str(&format!(
+                r#"{{"agent_id":"0192f1c4-7b1e-7cc2-9a53-3c1f2a9b8e01","agent_secret":"s","signing_keys":{keys}}}"#
+            ))
+            .unwrap()
+        };
+        let (id, _) = identity_from("http://cp", answer(&format!("[\"{key}\"]")), t).unwrap();
+        assert_eq!(id.signing_keys, [key]);
+        let (id, _) = identity_from("http://cp", answer("[]"), t).unwrap();
+        assert!(id.signing_keys.is_empty());
+        let (id, _) = identity_from("http://cp", answer("null"), t).unwrap();
+        assert!(id.signing_keys.is_empty());
+        let Err(EnrollError::InvalidResponse(e)) = identity_from(
+            "http://cp",
+            answer(&format!("[\"{key}\", \"rmm-ed25519-public:Zm9v\"]")),
+            t,
+        ) else {
+            panic!("a bad key must fail the enrollment")
+        };
+        assert!(e.contains("signing_keys[1]"), "{e}");
     }
 
     #[test]

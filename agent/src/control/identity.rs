@@ -41,9 +41,20 @@ pub struct Identity {
     pub client_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub site_id: Option<String>,
-    /// Public keys the control plane signs packages with, pinned at enrollment (if it sent any).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signing_keys: Option<serde_json::Value>,
+    /// Release signing keys (`rmm-ed25519-public:...`) the control plane sent at enrollment,
+    /// pinned: only builds signed by one of them are installed, whatever the server says later
+    /// (enrolling again replaces them). Empty: no update is accepted.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_empty"
+    )]
+    pub signing_keys: Vec<String>,
+}
+
+/// `null` reads as no keys.
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
 }
 
 /// The agent secret. Never printed: `Debug` and `Display` show a placeholder.
@@ -172,6 +183,12 @@ impl StateDir {
                 message: format!("agent_id {:?} is not a UUID", identity.agent_id),
             });
         }
+        if let Err(message) = crate::update::verify::parse_keys(&identity.signing_keys) {
+            return Err(StateError::InvalidIdentity {
+                path: id_path,
+                message,
+            });
+        }
         let secret_path = self.path.join(SECRET_FILE);
         let secret = match fs::read_to_string(&secret_path) {
             Ok(s) => s,
@@ -209,7 +226,7 @@ impl StateDir {
 }
 
 /// Writes `bytes` to `path` atomically; the file has `mode` from the moment it exists.
-fn write_private(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StateError> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StateError> {
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
     // A leftover from a crashed run could have any mode: never write into it.
@@ -243,7 +260,9 @@ mod tests {
             enrolled_at: "2026-11-27T03:00:00Z".into(),
             client_id: Some("c1".into()),
             site_id: None,
-            signing_keys: Some(serde_json::json!([{"kid": "k1", "ed25519": "AAAA"}])),
+            signing_keys: vec![
+                "rmm-ed25519-public:11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=".into(),
+            ],
         }
     }
 
@@ -337,6 +356,35 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(dir.load(), Err(StateError::MissingSecret { .. })));
+        let mut id = identity();
+        id.signing_keys.push("rmm-ed25519-public:AAAA".into());
+        fs::write(
+            tmp.path().join(IDENTITY_FILE),
+            serde_json::to_vec(&id).unwrap(),
+        )
+        .unwrap();
+        fs::write(tmp.path().join(SECRET_FILE), "x").unwrap();
+        let err = dir.load().unwrap_err().to_string();
+        assert!(
+            err.contains("signing_keys[1]") && err.contains("32 bytes"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn identities_without_keys_load_with_none_pinned() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::new(tmp.path());
+        fs::write(tmp.path().join(SECRET_FILE), "x").unwrap();
+        for keys in ["", r#","signing_keys":null"#, r#","signing_keys":[]"#] {
+            fs::write(
+                tmp.path().join(IDENTITY_FILE),
+                format!(r#"{{"agent_id":"0192f1c4-7b1e-7cc2-9a53-3c1f2a9b8e01","server":"s","opamp_url":"u","enrolled_at":"t"{keys}}}"#),
+            )
+            .unwrap();
+            let (id, _) = dir.load().unwrap().unwrap();
+            assert!(id.signing_keys.is_empty(), "{keys}");
+        }
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub(crate) mod tls;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use rmm_opamp::proto::RemoteConfigStatus;
+use rmm_opamp::proto::{PackageStatuses, RemoteConfigStatus};
 use rmm_opamp::{ClientState, InstanceUid};
 use tokio::sync::{mpsc, watch};
 
@@ -45,18 +45,23 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct Control {
     session: SessionHandle,
     events: Option<mpsc::Receiver<ServerEvent>>,
+    identity: Identity,
+    secret: identity::Secret,
 }
 
 impl Control {
     /// Starts the OpAMP session if the agent is enrolled and `[control] enabled`; `None`
     /// otherwise (plain exporter). Must be called within a Tokio runtime. `shutdown` turning
-    /// true (or its sender being dropped) ends the session with a disconnect.
+    /// true (or its sender being dropped) ends the session with a disconnect. `packages`:
+    /// the package status to start with when self-updates are enabled (which adds the package
+    /// capabilities).
     ///
     /// # Errors
     /// A broken state directory (unreadable or invalid identity, missing secret).
     pub fn start(
         config: &AgentConfig,
         remote_config: Option<RemoteConfigStatus>,
+        packages: Option<PackageStatuses>,
         shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<Option<Self>> {
         let c = &config.control;
@@ -79,7 +84,7 @@ impl Control {
             .map_err(anyhow::Error::msg)
             .context("the stored OpAMP URL")?;
         let facts = HostFacts::detect(&HostPaths::default());
-        let mut state = ClientState::new(uid, describe::CAPABILITIES);
+        let mut state = ClientState::new(uid, describe::capabilities(packages.is_some()));
         state.set_agent_description(describe::agent_description(uid, &facts));
         state.set_health(describe::health(SystemTime::now()));
         state.set_effective_config(describe::effective_config(config));
@@ -87,20 +92,40 @@ impl Control {
         if let Some(status) = remote_config {
             state.set_remote_config_status(status);
         }
+        if let Some(packages) = packages {
+            state.set_package_statuses(packages);
+        }
         let settings = session::SessionSettings::new(
             url.clone(),
-            secret,
+            secret.clone(),
             c.heartbeat_interval,
             c.reconnect_min,
             c.reconnect_max,
         );
-        tracing::info!(agent_id = %uid, opamp = %url, "Enrolled; connecting to the control plane.");
+        tracing::info!(agent_id = %uid, opamp = %url, version = crate::version(), "Enrolled; connecting to the control plane.");
         let (session, events) = session::spawn(settings, state, shutdown);
         stats::publish(Some(session.stats().clone()));
         Ok(Some(Self {
             session,
             events: Some(events),
+            identity,
+            secret,
         }))
+    }
+
+    /// The identity this session runs with.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The agent secret (for downloads from the control plane).
+    pub fn secret(&self) -> &identity::Secret {
+        &self.secret
+    }
+
+    /// The session's counters (`connected`).
+    pub fn stats(&self) -> std::sync::Arc<stats::Stats> {
+        self.session.stats().clone()
     }
 
     /// Where to send status changes.

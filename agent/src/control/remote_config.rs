@@ -355,7 +355,7 @@ mod tests {
     fn remote_keys_win_and_the_rest_stays() {
         let c = overlay(
             &base(),
-            "[collect]\ntop_processes = 3\n[labels]\nteam = \"ops\"\n[inventory]\ninterval_hours = 6\n[updates]\nchannel = \"beta\"\n",
+            "[collect]\ntop_processes = 3\n[labels]\nteam = \"ops\"\n[inventory]\ninterval_hours = 6\n[updates]\nchannel = \"beta\"\nauto = true\n[updates.maintenance_window]\ndays = [\"sat\"]\nstart = \"02:00\"\nend = \"04:00\"\ntime_zone = \"UTC\"\n",
         )
         .unwrap();
         assert_eq!(c.collect.top_processes, 3);
@@ -368,7 +368,11 @@ mod tests {
         assert_eq!(c.otlp.endpoint.as_deref(), Some("http://a:4318"));
         assert_eq!(c.labels["team"], "ops");
         assert_eq!(c.inventory.interval_hours, 6);
-        assert_eq!(c.updates["channel"].as_str(), Some("beta"));
+        assert_eq!(c.updates.channel.as_deref(), Some("beta"));
+        assert_eq!(c.updates.auto, Some(true));
+        let window = c.updates.maintenance_window.as_ref().unwrap();
+        assert_eq!(window["start"].as_str(), Some("02:00"));
+        assert!(c.updates.enabled, "local key kept");
         assert_eq!(overlay(&base(), "").unwrap(), base(), "empty remote = base");
     }
 

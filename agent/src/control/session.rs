@@ -579,7 +579,8 @@ async fn connect(settings: &SessionSettings) -> Result<Socket, ConnectError> {
     request.headers_mut().insert(header::AUTHORIZATION, auth);
     request.headers_mut().insert(
         header::USER_AGENT,
-        HeaderValue::from_static(concat!("rmm-agent/", env!("CARGO_PKG_VERSION"))),
+        HeaderValue::from_str(&crate::user_agent())
+            .unwrap_or_else(|_| HeaderValue::from_static("rmm-agent")),
     );
     let connector = if settings.url.starts_with("wss://") {
         let tls = super::tls::client_config().map_err(|e| ConnectError::Failed(e.to_string()))?;

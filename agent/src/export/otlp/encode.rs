@@ -165,7 +165,7 @@ impl Encoder {
             .build();
         let meter = provider.meter_with_scope(
             InstrumentationScope::builder(names::AGENT_SERVICE_NAME)
-                .with_version(crate::VERSION)
+                .with_version(crate::version())
                 .build(),
         );
         Sdk {

@@ -67,7 +67,7 @@ impl Transport {
                     .timeout(config.timeout)
                     .connect_timeout(config.timeout)
                     .pool_idle_timeout(Duration::from_secs(90))
-                    .user_agent(concat!("rmm-agent/", env!("CARGO_PKG_VERSION")))
+                    .user_agent(crate::user_agent())
                     .default_headers(headers);
                 if url.starts_with("https://") {
                     // The operating system's trust store, as for the control plane.

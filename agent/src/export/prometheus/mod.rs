@@ -63,7 +63,7 @@ pub type ExtraLabels = Arc<Vec<(&'static str, String)>>;
 /// The body before the first cycle: the agent's build info only (no host facts are known yet).
 pub fn initial_body(options: ModelOptions) -> Bytes {
     let mut initial = Snapshot::default();
-    initial.agent.version = crate::VERSION.to_owned();
+    initial.agent.version = crate::version().to_owned();
     Bytes::from(render_snapshot(&initial, options))
 }
 
