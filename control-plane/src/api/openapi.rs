@@ -24,6 +24,8 @@ use utoipa::{Modify, OpenApi};
         (name = "agents", description = "Enrolled hosts"),
         (name = "sd", description = "Prometheus service discovery"),
         (name = "audit", description = "Audit log (admin)"),
+        (name = "releases", description = "Signed agent builds"),
+        (name = "rollouts", description = "Agent updates: rollouts per channel, per-agent status"),
         (name = "ops", description = "Health and metrics"),
     )
 )]
