@@ -185,10 +185,8 @@ async fn start(
     watch: Option<&std::path::Path>,
 ) -> (Server, std::path::PathBuf) {
     let public = key.public().encode();
-    let storage = std::env::temp_dir().join(format!(
-        "rmm-rel-store-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
+    let storage =
+        std::env::temp_dir().join(format!("rmm-rel-store-{}", uuid::Uuid::new_v4().simple()));
     let watch = watch.map(|p| p.display().to_string());
     let dir = storage.clone();
     let s = Server::start_with(backend, move |c| {
@@ -222,7 +220,11 @@ async fn rollout_end_to_end(backend: Backend) {
 
     // Site B: a maintenance window on a day that is neither today nor yesterday (UTC).
     let day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-        [((chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now()).weekday().num_days_from_monday() + 3) % 7) as usize];
+        [((chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now())
+            .weekday()
+            .num_days_from_monday()
+            + 3)
+            % 7) as usize];
     let policy = id(&s
         .create(
             "/api/v1/policies",
@@ -277,8 +279,10 @@ async fn rollout_end_to_end(backend: Backend) {
             Method::PUT,
             "/api/v1/rollouts/stable",
             Some(&s.admin),
-            Some(json!({"target_version": "2.0.0", "percent": 100, "max_concurrent": 2,
-                "failure_percent": 20, "min_attempts": 3})),
+            Some(
+                json!({"target_version": "2.0.0", "percent": 100, "max_concurrent": 2,
+                "failure_percent": 20, "min_attempts": 3}),
+            ),
         )
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
@@ -341,7 +345,12 @@ async fn rollout_end_to_end(backend: Backend) {
     agents[first].report(4, "1.0.0", "2.0.0", "").await;
     agents[first].report(0, "2.0.0", "2.0.0", "").await;
     agents[second]
-        .report(3, "1.0.0", "2.0.0", "rolled back: exited with status 1 at start")
+        .report(
+            3,
+            "1.0.0",
+            "2.0.0",
+            "rolled back: exited with status 1 at start",
+        )
         .await;
     let status_of = |aid: String| {
         let s = &s;
@@ -400,10 +409,7 @@ async fn rollout_end_to_end(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let audit = s.get("/api/v1/audit-log?limit=1000", &s.admin).await;
-    assert!(
-        audit.to_string().contains("rollout.pause"),
-        "pause audited"
-    );
+    assert!(audit.to_string().contains("rollout.pause"), "pause audited");
 
     // /metrics: per-agent update status and the latest release of the channel.
     let metrics = s
@@ -462,7 +468,10 @@ async fn rollout_end_to_end(backend: Backend) {
         .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     assert_eq!(v["error"]["code"], "downgrade", "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("allow_downgrade"));
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("allow_downgrade"));
     let (st, v) = s
         .call(
             Method::PUT,
@@ -484,7 +493,12 @@ async fn rollout_end_to_end(backend: Backend) {
         .unwrap()
         .to_owned();
     let (st, v) = s
-        .call(Method::DELETE, &format!("/api/v1/releases/{r15}"), Some(&s.admin), None)
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/releases/{r15}"),
+            Some(&s.admin),
+            None,
+        )
         .await;
     assert_eq!(st, StatusCode::CONFLICT, "{v}");
     assert_eq!(v["error"]["code"], "release_in_use");
@@ -498,7 +512,8 @@ fn base64_std(b: &[u8]) -> String {
 
 async fn bad_input_stores_nothing(backend: Backend) {
     let key = SecretKey::generate();
-    let watch = std::env::temp_dir().join(format!("rmm-rel-watch-{}", uuid::Uuid::new_v4().simple()));
+    let watch =
+        std::env::temp_dir().join(format!("rmm-rel-watch-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&watch).unwrap();
     let (s, storage) = start(&backend, &key, Some(&watch)).await;
     let data = test_build();
@@ -508,14 +523,19 @@ async fn bad_input_stores_nothing(backend: Backend) {
     let sig = sign(&key, &data);
     let query = format!(
         "version=3.0.0&os=linux&arch=x86_64&channel=stable&signature={}",
-        sig.replace('+', "%2B").replace('/', "%2F").replace('=', "%3D")
+        sig.replace('+', "%2B")
+            .replace('/', "%2F")
+            .replace('=', "%3D")
     );
     let q2 = query.clone();
     let part = data[..1000].to_vec();
     let s_base = s.base.clone();
     let admin = s.admin.clone();
     let answer = tokio::task::spawn_blocking(move || {
-        let fake = FakeServer { base: s_base, admin };
+        let fake = FakeServer {
+            base: s_base,
+            admin,
+        };
         fake.truncated(&q2, &part, 20000)
     })
     .await
@@ -525,53 +545,136 @@ async fn bad_input_stores_nothing(backend: Backend) {
     assert!(answer.contains("received 1000 of 20000 bytes"), "{answer}");
 
     let zeros = "0".repeat(64);
-    let cases: Vec<(Vec<(&str, &str)>, Vec<u8>, StatusCode, &str)> = vec![
-        (vec![("version", "3.0.0"), ("arch", "aarch64")], data.clone(), StatusCode::UNPROCESSABLE_ENTITY, "wrong_architecture"),
-        (vec![("version", "3.0.0"), ("channel", "nightly")], data.clone(), StatusCode::UNPROCESSABLE_ENTITY, "unknown_channel"),
-        (vec![("version", "3.0")], data.clone(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_release"),
-        (vec![("version", "3.0.0"), ("sha256", zeros.as_str())], data.clone(), StatusCode::UNPROCESSABLE_ENTITY, "sha256_mismatch"),
-        (vec![("version", "3.0.0")], b"#!/bin/sh\nexit 0\n".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "not_an_executable"),
-        (vec![("version", "3.0.0")], vec![0u8; 2 * 1024 * 1024], StatusCode::PAYLOAD_TOO_LARGE, "build_too_large"),
+    type Case<'a> = (Vec<(&'a str, &'a str)>, Vec<u8>, StatusCode, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            vec![("version", "3.0.0"), ("arch", "aarch64")],
+            data.clone(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "wrong_architecture",
+        ),
+        (
+            vec![("version", "3.0.0"), ("channel", "nightly")],
+            data.clone(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_channel",
+        ),
+        (
+            vec![("version", "3.0")],
+            data.clone(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_release",
+        ),
+        (
+            vec![("version", "3.0.0"), ("sha256", zeros.as_str())],
+            data.clone(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "sha256_mismatch",
+        ),
+        (
+            vec![("version", "3.0.0")],
+            b"#!/bin/sh\nexit 0\n".to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not_an_executable",
+        ),
+        (
+            vec![("version", "3.0.0")],
+            vec![0u8; 2 * 1024 * 1024],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "build_too_large",
+        ),
     ];
     for (params, body, want, want_code) in cases {
         let (st, v) = upload(&s, &key, &params, body).await;
-        assert_eq!((st, code(&v).as_str()), (want, want_code), "{params:?}: {v}");
+        assert_eq!(
+            (st, code(&v).as_str()),
+            (want, want_code),
+            "{params:?}: {v}"
+        );
         assert!(!v["error"]["message"].as_str().unwrap().is_empty());
     }
     // Signed by another key; a garbage signature.
     let other = SecretKey::generate();
     let (st, v) = upload(&s, &other, &[("version", "3.0.0")], data.clone()).await;
-    assert_eq!((st, code(&v).as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "bad_signature"), "{v}");
-    let (st, v) = upload(&s, &key, &[("version", "3.0.0"), ("signature", "rmm-ed25519-sig:AAAA")], data.clone()).await;
-    assert_eq!((st, code(&v).as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "bad_signature"), "{v}");
+    assert_eq!(
+        (st, code(&v).as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "bad_signature"),
+        "{v}"
+    );
+    let (st, v) = upload(
+        &s,
+        &key,
+        &[("version", "3.0.0"), ("signature", "rmm-ed25519-sig:AAAA")],
+        data.clone(),
+    )
+    .await;
+    assert_eq!(
+        (st, code(&v).as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "bad_signature"),
+        "{v}"
+    );
     // Rollout to a version not in the catalog; unknown channel.
     let (st, v) = s
-        .call(Method::PUT, "/api/v1/rollouts/stable", Some(&s.admin), Some(json!({"target_version": "3.0.0", "percent": 10})))
+        .call(
+            Method::PUT,
+            "/api/v1/rollouts/stable",
+            Some(&s.admin),
+            Some(json!({"target_version": "3.0.0", "percent": 10})),
+        )
         .await;
-    assert_eq!((st, code(&v).as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "unknown_release"), "{v}");
+    assert_eq!(
+        (st, code(&v).as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "unknown_release"),
+        "{v}"
+    );
     let (st, v) = s
-        .call(Method::PUT, "/api/v1/rollouts/nightly", Some(&s.admin), Some(json!({"target_version": "3.0.0", "percent": 10})))
+        .call(
+            Method::PUT,
+            "/api/v1/rollouts/nightly",
+            Some(&s.admin),
+            Some(json!({"target_version": "3.0.0", "percent": 10})),
+        )
         .await;
-    assert_eq!((st, code(&v).as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "unknown_channel"), "{v}");
+    assert_eq!(
+        (st, code(&v).as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "unknown_channel"),
+        "{v}"
+    );
 
     // Nothing stored so far: no release, no file in storage.
     let list = s.get("/api/v1/releases", &s.admin).await;
     assert_eq!(list["items"], json!([]), "{list}");
-    assert_eq!(storage_files(&storage), Vec::<String>::new(), "leftover files");
+    assert_eq!(
+        storage_files(&storage),
+        Vec::<String>::new(),
+        "leftover files"
+    );
 
     // A good one, then the same again: 409.
     let (st, v) = upload(&s, &key, &[("version", "3.0.0")], data.clone()).await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     let (st, v) = upload(&s, &key, &[("version", "3.0.0")], data.clone()).await;
-    assert_eq!((st, code(&v).as_str()), (StatusCode::CONFLICT, "duplicate_release"), "{v}");
+    assert_eq!(
+        (st, code(&v).as_str()),
+        (StatusCode::CONFLICT, "duplicate_release"),
+        "{v}"
+    );
 
     // The watched directory: a good build is imported (and removed), a bad one is marked.
     std::fs::write(watch.join("good"), &data).unwrap();
     std::fs::write(watch.join("good.sig"), sign(&key, &data)).unwrap();
-    std::fs::write(watch.join("good.json"), r#"{"version": "3.1.0", "os": "linux", "arch": "x86_64", "channel": "beta"}"#).unwrap();
+    std::fs::write(
+        watch.join("good.json"),
+        r#"{"version": "3.1.0", "os": "linux", "arch": "x86_64", "channel": "beta"}"#,
+    )
+    .unwrap();
     std::fs::write(watch.join("bad"), &data).unwrap();
     std::fs::write(watch.join("bad.sig"), sign(&other, &data)).unwrap();
-    std::fs::write(watch.join("bad.json"), r#"{"version": "3.2.0", "os": "linux", "arch": "x86_64", "channel": "beta"}"#).unwrap();
+    std::fs::write(
+        watch.join("bad.json"),
+        r#"{"version": "3.2.0", "os": "linux", "arch": "x86_64", "channel": "beta"}"#,
+    )
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let beta = s.get("/api/v1/releases?channel=beta", &s.admin).await;
@@ -582,7 +685,10 @@ async fn bad_input_stores_nothing(backend: Backend) {
             assert!(note.starts_with("bad_signature"), "{note}");
             break;
         }
-        assert!(Instant::now() < deadline, "watched directory not imported: {beta}");
+        assert!(
+            Instant::now() < deadline,
+            "watched directory not imported: {beta}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let all = s.get("/api/v1/releases", &s.admin).await;

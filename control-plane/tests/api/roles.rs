@@ -199,7 +199,13 @@ const CASES: &[Case] = &[
         false,
         204,
     ),
-    case("GET", "/api/v1/releases/{id}/build", Min(Viewer), false, 200),
+    case(
+        "GET",
+        "/api/v1/releases/{id}/build",
+        Min(Viewer),
+        false,
+        200,
+    ),
     case("GET", "/api/v1/rollouts", Min(Viewer), false, 200),
     case("GET", "/api/v1/rollouts/{channel}", Min(Viewer), false, 200),
     case(
@@ -224,7 +230,13 @@ const CASES: &[Case] = &[
         200,
     ),
     case("GET", "/api/v1/agents/{id}/update", Min(Viewer), true, 200),
-    case("POST", "/api/v1/agents/{id}/update", Min(Operator), true, 202),
+    case(
+        "POST",
+        "/api/v1/agents/{id}/update",
+        Min(Operator),
+        true,
+        202,
+    ),
 ];
 
 /// The routes the matrix covers, for the OpenAPI test.
@@ -621,7 +633,14 @@ async fn role_matrix(backend: Backend) {
                 let method = Method::from_bytes(c.method.as_bytes()).unwrap();
                 let (st, v) = if (c.method, c.route) == ("POST", "/api/v1/releases") {
                     // The build is the raw body.
-                    upload(&s, token.as_deref(), &f.key, &unique_version(), test_build()).await
+                    upload(
+                        &s,
+                        token.as_deref(),
+                        &f.key,
+                        &unique_version(),
+                        test_build(),
+                    )
+                    .await
                 } else {
                     s.call(method, &path, token.as_deref(), body).await
                 };
