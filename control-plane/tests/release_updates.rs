@@ -31,7 +31,11 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use common::{id, Backend, Server};
 
-backend_tests!(rollout_end_to_end, bad_input_stores_nothing);
+backend_tests!(
+    rollout_end_to_end,
+    bad_input_stores_nothing,
+    offers_follow_the_injected_clock
+);
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -724,4 +728,112 @@ impl FakeServer {
         let _ = tcp.read_to_string(&mut out);
         out
     }
+}
+
+/// The offer round through the database and the OpAMP registry, with the planner's clock
+/// under test control: nothing is offered outside the agents' maintenance window, everything
+/// inside it.
+async fn offers_follow_the_injected_clock(backend: Backend) {
+    use chrono::TimeZone as _;
+    use rmm_control_plane::releases::offers::{self, Clock, Releases};
+    use std::sync::{Arc, Mutex};
+
+    let key = SecretKey::generate();
+    let public = key.public().encode();
+    // Monday 2026-11-23, 12:00 UTC; the window is Mondays 22:00–23:00 UTC.
+    let now = Arc::new(Mutex::new(
+        chrono::Utc
+            .with_ymd_and_hms(2026, 11, 23, 12, 0, 0)
+            .unwrap(),
+    ));
+    let clock_now = now.clone();
+    let (s, state) = Server::start_state(
+        &backend,
+        |c| {
+            c.releases.signing_keys = vec![public];
+            c.releases.storage_dir = Some(
+                std::env::temp_dir()
+                    .join(format!("rmm-rel-clock-{}", uuid::Uuid::new_v4().simple()))
+                    .display()
+                    .to_string(),
+            );
+            // Rounds run when the test asks (and on connects, with the same clock).
+            c.releases.offer_interval_seconds = 3600;
+        },
+        |st| {
+            st.releases = Arc::new(Releases::new(Clock::new(move || {
+                *clock_now.lock().unwrap()
+            })));
+        },
+    )
+    .await;
+    let client = s.new_client("Clocked").await;
+    let site = s.new_site(&client, "Main").await;
+    let policy = id(&s
+        .create(
+            "/api/v1/policies",
+            &s.admin,
+            json!({"name": "monday nights", "client_id": client, "document": {"updates": {
+                "maintenance_window": {"days": ["mon"], "start": "22:00", "end": "23:00", "time_zone": "UTC"}}}}),
+        )
+        .await);
+    s.create(
+        &format!("/api/v1/policies/{policy}/assignments"),
+        &s.admin,
+        json!({"scope": "client", "target_id": client, "priority": 10}),
+    )
+    .await;
+    let (st, v) = upload(&s, &key, &[("version", "2.0.0")], test_build()).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let mut agents = Vec::new();
+    for i in 0..3 {
+        let (aid, secret) = s.new_agent(&site, &format!("c{i}"), json!({})).await;
+        agents.push(Agent::connect(&s, &aid, &secret, UPDATABLE, "1.0.0").await);
+    }
+    for a in agents.iter_mut() {
+        a.drain(0.3).await;
+    }
+    let (st, v) = s
+        .call(
+            Method::PUT,
+            "/api/v1/rollouts/stable",
+            Some(&s.admin),
+            Some(json!({"target_version": "2.0.0", "percent": 100, "max_concurrent": 10})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+
+    // 12:00 and 21:59: closed.
+    for (h, m) in [(12, 0), (21, 59), (23, 0)] {
+        let t = chrono::Utc.with_ymd_and_hms(2026, 11, 23, h, m, 0).unwrap();
+        *now.lock().unwrap() = t;
+        let offered = offers::round(&state, t).await.unwrap();
+        assert!(
+            offered.is_empty(),
+            "{h}:{m:02} is outside the window: {offered:?}"
+        );
+    }
+    for a in agents.iter_mut() {
+        a.drain(0.5).await;
+        assert!(a.offers.is_empty(), "offered outside the window");
+    }
+    // 22:30: open; every agent is offered, once.
+    let t = chrono::Utc
+        .with_ymd_and_hms(2026, 11, 23, 22, 30, 0)
+        .unwrap();
+    *now.lock().unwrap() = t;
+    let mut offered = offers::round(&state, t).await.unwrap();
+    offered.sort();
+    let mut want: Vec<String> = agents.iter().map(|a| a.id.clone()).collect();
+    want.sort();
+    assert_eq!(offered, want);
+    assert!(
+        offers::round(&state, t).await.unwrap().is_empty(),
+        "in flight: not again"
+    );
+    for a in agents.iter_mut() {
+        a.drain(1.0).await;
+        assert_eq!(a.offers.len(), 1, "agent {}", a.id);
+    }
+    s.finish().await;
 }
