@@ -645,6 +645,49 @@ async fn bad_input_stores_nothing(backend: Backend) {
         "{v}"
     );
 
+    // Registered by URL: an answer other than 200, and bytes that are not the promised ones.
+    let url = serve_file(data.clone()).await;
+    let by_url = |url: String, sha: String| {
+        json!({"version": "3.0.0", "os": "linux", "arch": "x86_64", "channel": "stable",
+               "url": url, "sha256": sha, "signature": sign(&key, &data)})
+    };
+    let real_sha = hex::encode(signing::sha256_reader(&data[..]).unwrap());
+    let (st, v) = s
+        .call(
+            Method::POST,
+            "/api/v1/releases/from-url",
+            Some(&s.admin),
+            Some(by_url(format!("{url}-missing"), real_sha.clone())),
+        )
+        .await;
+    assert_eq!(
+        (st, code(&v).as_str()),
+        (StatusCode::BAD_GATEWAY, "download_failed"),
+        "{v}"
+    );
+    let (st, v) = s
+        .call(
+            Method::POST,
+            "/api/v1/releases/from-url",
+            Some(&s.admin),
+            Some(by_url(url.clone(), "1".repeat(64))),
+        )
+        .await;
+    assert_eq!(
+        (st, code(&v).as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "sha256_mismatch"),
+        "{v}"
+    );
+    let (st, v) = s
+        .call(
+            Method::POST,
+            "/api/v1/releases/from-url",
+            Some(&s.admin),
+            Some(by_url("ftp://127.0.0.1/x".into(), real_sha.clone())),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+
     // Nothing stored so far: no release, no file in storage.
     let list = s.get("/api/v1/releases", &s.admin).await;
     assert_eq!(list["items"], json!([]), "{list}");
@@ -836,4 +879,21 @@ async fn offers_follow_the_injected_clock(backend: Backend) {
         assert_eq!(a.offers.len(), 1, "agent {}", a.id);
     }
     s.finish().await;
+}
+
+/// Serve `data` at `http://127.0.0.1:<port>/build` for the test's lifetime.
+async fn serve_file(data: Vec<u8>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().route(
+        "/build",
+        axum::routing::get(move || {
+            let d = data.clone();
+            async move { d }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}/build")
 }

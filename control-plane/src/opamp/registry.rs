@@ -338,6 +338,11 @@ impl Registry {
         self.lock().get(agent_id).is_some_and(|e| e.online)
     }
 
+    /// How `agent_id` talks to us, if it is live here.
+    pub fn transport(&self, agent_id: &str) -> Option<Transport> {
+        self.lock().get(agent_id).map(|e| e.transport)
+    }
+
     /// The capabilities `agent_id` reported last, if it is live here.
     pub fn capabilities(&self, agent_id: &str) -> Option<u64> {
         self.lock().get(agent_id).map(|e| e.state.capabilities)

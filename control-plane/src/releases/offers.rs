@@ -278,7 +278,10 @@ async fn plan_rollout(
         let Some((v, _, r)) = candidates.iter().find(|(v, _, _)| v.agent_id == id) else {
             continue;
         };
-        if !push_offer(st, id, r) {
+        // WebSocket agents get the offer now; plain-HTTP agents in their next poll's reply
+        // (`pending_offer`). A WebSocket session whose mailbox is full is tried next round.
+        let http = st.opamp.transport(id) == Some(crate::opamp::Transport::Http);
+        if !push_offer(st, id, r) && !http {
             continue;
         }
         let now_ms = now_ms();
