@@ -897,3 +897,28 @@ async fn serve_file(data: Vec<u8>) -> String {
     });
     format!("http://{addr}/build")
 }
+
+/// The server refuses to start, naming the key, when a configured signing key does not parse.
+#[test]
+fn bad_signing_key_refuses_start() {
+    let dir = std::env::temp_dir().join(format!("rmm-rel-key-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = SecretKey::generate().public().encode();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rmm-control-plane"))
+        .arg("serve")
+        .env("RMM_CP_LISTEN", "127.0.0.1:0")
+        .env(
+            "RMM_CP_DATABASE_URL",
+            format!("sqlite://{}/rmm.db", dir.display()),
+        )
+        .env(
+            "RMM_CP_RELEASES__SIGNING_KEYS",
+            format!("{good},rmm-ed25519-public:not-base64"),
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started with a bad key: {stderr}");
+    assert!(stderr.contains("releases.signing_keys[1]"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
