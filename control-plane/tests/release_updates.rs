@@ -344,8 +344,31 @@ async fn rollout_end_to_end(backend: Backend) {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 
-    // First offered agent: downloading, then installed. Second: rolled back.
+    // An offered agent that goes away keeps its slot of the cap; reconnecting, it is
+    // offered again in the reply to its first message.
     let second = offered[1];
+    let (sid, ssecret) = (agents[second].id.clone(), agents[second].secret.clone());
+    agents[second].ws.close(None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for a in agents.iter_mut() {
+        if a.id != sid {
+            a.drain(0.2).await;
+        }
+    }
+    let now_offered = (0..4).filter(|i| !agents[*i].offers.is_empty()).count();
+    assert_eq!(
+        now_offered, 2,
+        "a disconnected agent's update still counts against the cap"
+    );
+    agents[second] = Agent::connect(&s, &sid, &ssecret, UPDATABLE, "1.0.0").await;
+    agents[second].drain(1.0).await;
+    assert_eq!(
+        agents[second].offers.len(),
+        1,
+        "offer repeated on reconnect"
+    );
+
+    // First offered agent: downloading, then installed. Second: rolled back.
     agents[first].report(4, "1.0.0", "2.0.0", "").await;
     agents[first].report(0, "2.0.0", "2.0.0", "").await;
     agents[second]

@@ -259,7 +259,7 @@ async fn plan_rollout(
         }
         candidates.push((v, p, r));
     }
-    let states: Vec<AgentState<'_>> = candidates
+    let mut states: Vec<AgentState<'_>> = candidates
         .iter()
         .map(|(v, p, _)| AgentState {
             id: &v.agent_id,
@@ -272,6 +272,22 @@ async fn plan_rollout(
             forced: false,
         })
         .collect();
+    // Updates under way on agents that are not candidates here (restarting, connected to
+    // another replica, another channel's forced update) count against the cap too.
+    let elsewhere: Vec<String> = rollout_store::in_flight_ids(&st.db, &target)
+        .await?
+        .into_iter()
+        .filter(|id| !candidates.iter().any(|(v, _, _)| &v.agent_id == id))
+        .collect();
+    for id in &elsewhere {
+        states.push(AgentState {
+            id,
+            current_version: None,
+            schedule: &Schedule::Anytime,
+            status: Some(UpdateStatus::Offered),
+            forced: false,
+        });
+    }
     let plan = rollout::plan(&plan_ro, &states, now);
     let mut sent = Vec::new();
     for id in plan.offers {

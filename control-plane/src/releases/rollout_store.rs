@@ -391,6 +391,19 @@ pub async fn for_agents(db: &Db, ids: &[String]) -> Result<Vec<UpdateRow>> {
     Ok(out)
 }
 
+/// Agents with an update to `version` under way (offered or downloading), in any replica.
+pub async fn in_flight_ids(db: &Db, version: &str) -> Result<Vec<String>> {
+    let mut sql = Sql::new("SELECT agent_id FROM agent_updates WHERE version = ");
+    sql.bind(version)
+        .push(" AND status IN (")
+        .bind(UpdateStatus::Offered.as_str())
+        .push(", ")
+        .bind(UpdateStatus::Downloading.as_str())
+        .push(")");
+    let rows: Vec<(String,)> = sql.query_as().fetch_all(db.pool()).await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
 /// One agent's update row, within `scope` (404 for an agent of another client).
 pub async fn for_agent(db: &Db, scope: &Scope, agent_id: &str) -> Result<Option<UpdateRow>> {
     let mut sql = Sql::new(&format!(
