@@ -91,6 +91,9 @@ pub struct ReleasesConfig {
     pub auto_pause_min_attempts: u32,
     /// Default of new rollouts: updates under way at once.
     pub default_max_concurrent: u32,
+    /// An offered update without a status change for this long is marked failed (frees its
+    /// slot of the concurrency cap), in seconds.
+    pub update_timeout_seconds: u64,
 }
 
 impl Default for ReleasesConfig {
@@ -106,6 +109,7 @@ impl Default for ReleasesConfig {
             auto_pause_failure_percent: 20,
             auto_pause_min_attempts: 5,
             default_max_concurrent: 50,
+            update_timeout_seconds: 3600,
         }
     }
 }
@@ -171,6 +175,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("releases.auto_pause_failure_percent", Kind::Int),
     ("releases.auto_pause_min_attempts", Kind::Int),
     ("releases.default_max_concurrent", Kind::Int),
+    ("releases.update_timeout_seconds", Kind::Int),
 ];
 
 /// Whether `key` is a section (`releases` for `releases.*`).
@@ -354,8 +359,9 @@ impl ReleasesConfig {
             || self.watch_interval_seconds == 0
             || self.offer_interval_seconds == 0
             || self.download_timeout_seconds == 0
+            || self.update_timeout_seconds == 0
         {
-            bail!("releases: max_build_bytes, watch_interval_seconds, offer_interval_seconds and download_timeout_seconds must be positive");
+            bail!("releases: max_build_bytes, watch_interval_seconds, offer_interval_seconds, download_timeout_seconds and update_timeout_seconds must be positive");
         }
         if self.auto_pause_failure_percent > 100 {
             bail!(

@@ -604,12 +604,6 @@ async fn bad_input_stores_nothing(backend: Backend) {
             StatusCode::UNPROCESSABLE_ENTITY,
             "not_an_executable",
         ),
-        (
-            vec![("version", "3.0.0")],
-            vec![0u8; 2 * 1024 * 1024],
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "build_too_large",
-        ),
     ];
     for (params, body, want, want_code) in cases {
         let (st, v) = upload(&s, &key, &params, body).await;
@@ -620,6 +614,23 @@ async fn bad_input_stores_nothing(backend: Backend) {
         );
         assert!(!v["error"]["message"].as_str().unwrap().is_empty());
     }
+    // Larger than max_build_bytes (1 MiB): refused from the declared length, before the body
+    // (raw HTTP, so the early answer is read rather than racing the client's upload).
+    let q3 = query.clone();
+    let s_base = s.base.clone();
+    let admin = s.admin.clone();
+    let answer = tokio::task::spawn_blocking(move || {
+        FakeServer {
+            base: s_base,
+            admin,
+        }
+        .declared_only(&q3, 2 * 1024 * 1024)
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("build_too_large"), "{answer}");
+
     // Signed by another key; a garbage signature.
     let other = SecretKey::generate();
     let (st, v) = upload(&s, &other, &[("version", "3.0.0")], data.clone()).await;
@@ -778,6 +789,22 @@ struct FakeServer {
 }
 
 impl FakeServer {
+    /// Send only the head of an upload declaring `declared` bytes; return the answer.
+    fn declared_only(&self, query: &str, declared: usize) -> String {
+        let addr = self.base.trim_start_matches("http://").to_owned();
+        let mut tcp = std::net::TcpStream::connect(&addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let head = format!(
+            "POST /api/v1/releases?{query} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/octet-stream\r\nContent-Length: {declared}\r\n\r\n",
+            self.admin
+        );
+        tcp.write_all(head.as_bytes()).unwrap();
+        let mut buf = [0u8; 4096];
+        let n = tcp.read(&mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
     fn truncated(&self, query: &str, body: &[u8], declared: usize) -> String {
         let addr = self.base.trim_start_matches("http://").to_owned();
         let mut tcp = std::net::TcpStream::connect(&addr).unwrap();
@@ -825,6 +852,7 @@ async fn offers_follow_the_injected_clock(backend: Backend) {
             );
             // Rounds run when the test asks (and on connects, with the same clock).
             c.releases.offer_interval_seconds = 3600;
+            c.releases.update_timeout_seconds = 2;
         },
         |st| {
             st.releases = Arc::new(Releases::new(Clock::new(move || {
@@ -901,6 +929,29 @@ async fn offers_follow_the_injected_clock(backend: Backend) {
         a.drain(1.0).await;
         assert_eq!(a.offers.len(), 1, "agent {}", a.id);
     }
+    // Agents 0 and 1 report progress; agent 2 stays silent and its update times out.
+    agents[0].report(4, "1.0.0", "2.0.0", "").await;
+    agents[1].report(0, "2.0.0", "2.0.0", "").await;
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    agents[0].report(2, "1.0.0", "2.0.0", "").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    offers::round(&state, t).await.unwrap();
+    let status = |i: usize| {
+        let path = format!("/api/v1/agents/{}/update", agents[i].id);
+        let s = &s;
+        async move { s.get(&path, &s.admin).await["update"].clone() }
+    };
+    assert_eq!(status(0).await["status"], "downloading");
+    assert_eq!(status(1).await["status"], "installed");
+    let silent = status(2).await;
+    assert_eq!(silent["status"], "failed", "{silent}");
+    assert!(
+        silent["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("no status from the agent"),
+        "{silent}"
+    );
     s.finish().await;
 }
 

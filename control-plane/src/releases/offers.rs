@@ -175,6 +175,14 @@ pub fn prefs(config: &serde_json::Map<String, serde_json::Value>) -> Prefs {
 
 /// One planning round at `now`; returns the agents offered an update.
 pub async fn round(st: &AppState, now: DateTime<Utc>) -> crate::store::Result<Vec<String>> {
+    // Updates that went silent give their slot back (and count as failed).
+    let timeout = st.config.releases.update_timeout_seconds;
+    let cutoff = now_ms().saturating_sub((timeout as i64).saturating_mul(1000));
+    let reason = format!("no status from the agent within {timeout} s of the last change");
+    let expired = rollout_store::expire_in_flight(&st.db, cutoff, &reason).await?;
+    if expired > 0 {
+        tracing::warn!(updates = expired, "updates timed out");
+    }
     let rollouts = rollout_store::list(&st.db).await?;
     if rollouts.is_empty() {
         return Ok(Vec::new());
@@ -401,8 +409,10 @@ pub async fn on_status(st: &AppState, agent_id: &str, ps: &PackageStatus) {
     let Some((status, reason)) = map_status(ps, &row.version) else {
         return;
     };
+    let changed = row.status != status.as_str() || row.reason.as_deref() != reason.as_deref();
     match rollout_store::set_status(&st.db, agent_id, status, reason.as_deref()).await {
-        Ok(true) => {
+        Ok(()) if !changed => {}
+        Ok(()) => {
             tracing::info!(agent = agent_id, version = %row.version, status = status.as_str(), reason = reason.as_deref().unwrap_or(""), "update status");
             if let (Some(channel), 0) = (&row.channel, row.forced) {
                 if let Err(e) = check_pause(st, channel).await {
@@ -412,7 +422,6 @@ pub async fn on_status(st: &AppState, agent_id: &str, ps: &PackageStatus) {
             // A finished update frees a slot of the concurrency cap.
             st.releases.kick();
         }
-        Ok(false) => {}
         Err(e) => tracing::warn!(agent = agent_id, error = %e, "cannot store the update status"),
     }
 }

@@ -357,13 +357,14 @@ pub async fn record_offer(db: &Db, row: &UpdateRow) -> Result<()> {
     Ok(())
 }
 
-/// Set the status of an agent's update (only when it changes); returns whether it changed.
+/// Set the status of an agent's update; every report also marks it as alive (`updated_at`),
+/// so a long download is not timed out.
 pub async fn set_status(
     db: &Db,
     agent_id: &str,
     status: UpdateStatus,
     reason: Option<&str>,
-) -> Result<bool> {
+) -> Result<()> {
     let mut sql = Sql::new("UPDATE agent_updates SET status = ");
     sql.bind(status.as_str())
         .push(", reason = ")
@@ -371,13 +372,27 @@ pub async fn set_status(
         .push(", updated_at = ")
         .bind(now_ms())
         .push(" WHERE agent_id = ")
-        .bind(agent_id)
-        .push(" AND (status <> ")
-        .bind(status.as_str())
-        .push(" OR COALESCE(reason, '') <> ")
-        .bind(reason.unwrap_or(""))
-        .push(")");
-    Ok(sql.query().execute(db.pool()).await?.rows_affected() > 0)
+        .bind(agent_id);
+    sql.query().execute(db.pool()).await?;
+    Ok(())
+}
+
+/// Mark updates still offered or downloading with no change since `cutoff_ms` as failed;
+/// returns how many.
+pub async fn expire_in_flight(db: &Db, cutoff_ms: i64, reason: &str) -> Result<u64> {
+    let mut sql = Sql::new("UPDATE agent_updates SET status = ");
+    sql.bind(UpdateStatus::Failed.as_str())
+        .push(", reason = ")
+        .bind(reason)
+        .push(", updated_at = ")
+        .bind(now_ms())
+        .push(" WHERE status IN (")
+        .bind(UpdateStatus::Offered.as_str())
+        .push(", ")
+        .bind(UpdateStatus::Downloading.as_str())
+        .push(") AND updated_at < ")
+        .bind(cutoff_ms);
+    Ok(sql.query().execute(db.pool()).await?.rows_affected())
 }
 
 /// Update rows of `ids`.
