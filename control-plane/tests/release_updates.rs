@@ -335,6 +335,22 @@ async fn rollout_end_to_end(backend: Backend) {
     assert_eq!(resp.bytes().await.unwrap().to_vec(), data);
     let resp = s.http.get(&file.download_url).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    // Install scripts download with an enrollment token; people with the viewer role.
+    let (_, viewer) = s.new_user("viewer@example.com", "viewer", None).await;
+    for cred in [token.as_str(), viewer.as_str()] {
+        let resp = s
+            .http
+            .get(&file.download_url)
+            .bearer_auth(cred)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(
+            resp.headers()["content-length"],
+            data.len().to_string().as_str()
+        );
+    }
     let resp = s
         .http
         .get(&file.download_url)
