@@ -351,6 +351,33 @@ async fn rollout_end_to_end(backend: Backend) {
             data.len().to_string().as_str()
         );
     }
+    // ... but not with an expired or a revoked one.
+    let (_, expired) = s
+        .new_enrollment_token(&site_a, json!({"expires_in_seconds": 1}))
+        .await;
+    let (revoked_id, revoked) = s.new_enrollment_token(&site_a, json!({})).await;
+    let (st, v) = s
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/enrollment-tokens/{revoked_id}"),
+            Some(&s.admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for (cred, code) in [(&expired, "token_expired"), (&revoked, "token_revoked")] {
+        let resp = s
+            .http
+            .get(&file.download_url)
+            .bearer_auth(cred)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["error"]["code"], code, "{v}");
+    }
     let resp = s
         .http
         .get(&file.download_url)

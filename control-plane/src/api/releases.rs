@@ -220,7 +220,8 @@ async fn delete_release(
 }
 
 /// Who may download a build: an enrolled agent (its secret), the holder of an enrollment
-/// token (install scripts), or an API user with the viewer role or above.
+/// token that is neither revoked nor expired (install scripts), or an API user with the
+/// viewer role or above.
 async fn may_download(st: &AppState, req: Request) -> Result<(), ApiError> {
     let token = req
         .headers()
@@ -231,7 +232,22 @@ async fn may_download(st: &AppState, req: Request) -> Result<(), ApiError> {
         .map(|(_, t)| t.trim().to_owned());
     if let Some(t) = &token {
         if t.starts_with(AGENT_SECRET_PREFIX) || t.starts_with(ENROLLMENT_TOKEN_PREFIX) {
-            crate::opamp::auth::authenticate(st, req.headers()).await?;
+            let cred = crate::opamp::auth::authenticate(st, req.headers()).await?;
+            if let crate::opamp::auth::Credential::Enrollment { token, .. } = cred {
+                // An install script's token must still be able to enroll: not expired.
+                let mut sql = crate::store::Sql::new(
+                    "SELECT COUNT(*) FROM enrollment_tokens WHERE expires_at > ",
+                );
+                sql.bind(crate::store::now_ms())
+                    .push(" AND id = ")
+                    .bind(&token.id);
+                if sql.fetch_i64(st.db.pool()).await? == 0 {
+                    return Err(ApiError::unauthorized(
+                        "token_expired",
+                        "the enrollment token has expired",
+                    ));
+                }
+            }
             return Ok(());
         }
     }
