@@ -805,6 +805,7 @@ async fn bad_input_stores_nothing(backend: Backend) {
         if watch.join("bad.rejected").exists() && beta["items"].as_array().unwrap().len() == 1 {
             assert_eq!(beta["items"][0]["version"], "3.1.0");
             assert!(!watch.join("good").exists());
+            assert!(watch.join("bad").exists(), "a refused build stays");
             let note = std::fs::read_to_string(watch.join("bad.rejected")).unwrap();
             assert!(note.starts_with("bad_signature"), "{note}");
             break;

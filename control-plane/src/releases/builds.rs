@@ -386,15 +386,25 @@ pub async fn scan_watch_dir(st: &AppState, dir: &Path) {
         if rejected.exists() || !sig.exists() || !json.exists() {
             continue; // refused before, or not complete yet
         }
-        match import_one(st, &build, &sig, &json).await {
+        // Claim the build by renaming it (atomic): of several replicas polling one directory,
+        // only one imports it.
+        let Some(name) = build.file_name() else {
+            continue;
+        };
+        let claimed = dir.join(format!(".importing-{}", name.to_string_lossy()));
+        if tokio::fs::rename(&build, &claimed).await.is_err() {
+            continue;
+        }
+        match import_one(st, &claimed, &sig, &json).await {
             Ok(r) => {
                 tracing::info!(file = %build.display(), release = %r.id, "releases: imported from the watched directory");
-                for p in [&build, &sig, &json] {
+                for p in [&claimed, &sig, &json] {
                     let _ = tokio::fs::remove_file(p).await;
                 }
             }
             Err(e) => {
                 tracing::warn!(file = %build.display(), error = %e.message, "releases: build refused");
+                let _ = tokio::fs::rename(&claimed, &build).await;
                 let note = format!("{}: {}\n", e.code, e.message);
                 let _ = tokio::fs::write(&rejected, note).await;
             }
