@@ -1,7 +1,9 @@
 //! Settings: a TOML file (optional), then `RMM_CP_<KEY>` environment variables on top.
 //!
 //! Every key of the file can be set from the environment by its upper-case name, e.g.
-//! `RMM_CP_LISTEN=0.0.0.0:8080`, `RMM_CP_DATABASE_URL=postgres://...`. Unknown keys, in the
+//! `RMM_CP_LISTEN=0.0.0.0:8080`, `RMM_CP_DATABASE_URL=postgres://...`; keys of a section by
+//! section and key joined with `__`: `RMM_CP_RELEASES__SIGNING_KEYS=k1,k2` (lists are comma
+//! separated). Unknown keys, in the
 //! file or the environment, are refused with the key's name, so a typo never passes silently.
 //! See `deploy/examples/control-plane.toml` for a commented example.
 
@@ -58,6 +60,58 @@ pub struct Config {
     /// Largest OpAMP message accepted (after decompression), in bytes: 413 over plain HTTP,
     /// close code 1009 over WebSocket.
     pub opamp_max_message_bytes: usize,
+    /// Agent releases and rollouts (`[releases]`).
+    pub releases: ReleasesConfig,
+}
+
+/// `[releases]`: signed agent builds and how updates are offered.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReleasesConfig {
+    /// Public keys (`rmm-ed25519-public:...`) release signatures are verified with; handed to
+    /// agents at enrollment, which pin them.
+    pub signing_keys: Vec<String>,
+    /// Where uploaded builds are stored. Default: `releases/` next to a SQLite database file,
+    /// `./data/releases` otherwise.
+    pub storage_dir: Option<String>,
+    /// A directory polled for `<build>` + `<build>.sig` + `<build>.json` to import.
+    pub watch_dir: Option<String>,
+    /// How often the watched directory is polled, in seconds.
+    pub watch_interval_seconds: u64,
+    /// Largest build accepted (upload, URL, watched directory), in bytes.
+    pub max_build_bytes: u64,
+    /// Time limit for downloading a build registered by URL, in seconds.
+    pub download_timeout_seconds: u64,
+    /// How often rollouts are planned (besides on agent connect and status reports), in seconds.
+    pub offer_interval_seconds: u64,
+    /// Default of new rollouts: pause when more than this percentage of finished updates failed
+    /// or rolled back ...
+    pub auto_pause_failure_percent: u32,
+    /// ... once at least this many updates have finished.
+    pub auto_pause_min_attempts: u32,
+    /// Default of new rollouts: updates under way at once.
+    pub default_max_concurrent: u32,
+    /// An offered update without a status change for this long is marked failed (frees its
+    /// slot of the concurrency cap), in seconds.
+    pub update_timeout_seconds: u64,
+}
+
+impl Default for ReleasesConfig {
+    fn default() -> Self {
+        ReleasesConfig {
+            signing_keys: Vec::new(),
+            storage_dir: None,
+            watch_dir: None,
+            watch_interval_seconds: 10,
+            max_build_bytes: 256 * 1024 * 1024,
+            download_timeout_seconds: 300,
+            offer_interval_seconds: 30,
+            auto_pause_failure_percent: 20,
+            auto_pause_min_attempts: 5,
+            default_max_concurrent: 50,
+            update_timeout_seconds: 3600,
+        }
+    }
 }
 
 impl Default for Config {
@@ -79,6 +133,7 @@ impl Default for Config {
             opamp_heartbeat_interval_seconds: 30,
             opamp_offline_timeout_seconds: 90,
             opamp_max_message_bytes: 4 * 1024 * 1024,
+            releases: ReleasesConfig::default(),
         }
     }
 }
@@ -88,6 +143,8 @@ enum Kind {
     Str,
     Int,
     Bool,
+    /// Comma-separated in the environment.
+    List,
 }
 
 /// Every key and how to read it from an environment variable.
@@ -108,7 +165,24 @@ const KEYS: &[(&str, Kind)] = &[
     ("opamp_heartbeat_interval_seconds", Kind::Int),
     ("opamp_offline_timeout_seconds", Kind::Int),
     ("opamp_max_message_bytes", Kind::Int),
+    ("releases.signing_keys", Kind::List),
+    ("releases.storage_dir", Kind::Str),
+    ("releases.watch_dir", Kind::Str),
+    ("releases.watch_interval_seconds", Kind::Int),
+    ("releases.max_build_bytes", Kind::Int),
+    ("releases.download_timeout_seconds", Kind::Int),
+    ("releases.offer_interval_seconds", Kind::Int),
+    ("releases.auto_pause_failure_percent", Kind::Int),
+    ("releases.auto_pause_min_attempts", Kind::Int),
+    ("releases.default_max_concurrent", Kind::Int),
+    ("releases.update_timeout_seconds", Kind::Int),
 ];
+
+/// Whether `key` is a section (`releases` for `releases.*`).
+fn is_section(key: &str) -> bool {
+    KEYS.iter()
+        .any(|(k, _)| k.split_once('.').is_some_and(|(s, _)| s == key))
+}
 
 impl Config {
     /// Read `file` (if given), apply the process environment, validate.
@@ -131,8 +205,25 @@ impl Config {
             None => toml::Table::new(),
         };
         if let Some(path) = file {
-            for key in table.keys() {
-                if !KEYS.iter().any(|(k, _)| k == key) {
+            for (key, value) in &table {
+                if is_section(key) {
+                    let Some(sub) = value.as_table() else {
+                        bail!(
+                            "config file {}: `{key}` must be a section `[{key}]`",
+                            path.display()
+                        );
+                    };
+                    for k in sub.keys() {
+                        let full = format!("{key}.{k}");
+                        if !KEYS.iter().any(|(n, _)| *n == full) {
+                            bail!(
+                                "config file {}: unknown key `{k}` in [{key}] (known keys: {})",
+                                path.display(),
+                                known_keys()
+                            );
+                        }
+                    }
+                } else if !KEYS.iter().any(|(k, _)| k == key) {
                     bail!(
                         "config file {}: unknown key `{key}` (known keys: {})",
                         path.display(),
@@ -150,7 +241,9 @@ impl Config {
             if ENV_NOT_SETTINGS.contains(&name.as_str()) {
                 continue;
             }
-            let key = name[ENV_PREFIX.len()..].to_ascii_lowercase();
+            let key = name[ENV_PREFIX.len()..]
+                .to_ascii_lowercase()
+                .replace("__", ".");
             let Some((_, kind)) = KEYS.iter().find(|(k, _)| *k == key) else {
                 bail!(
                     "unknown environment variable {name} (known: {})",
@@ -172,8 +265,29 @@ impl Config {
                         _ => bail!("{name}: {value:?} is not a boolean (true/false)"),
                     })
                 }
+                Kind::List => toml::Value::Array(
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| toml::Value::String(s.to_owned()))
+                        .collect(),
+                ),
             };
-            table.insert(key, v);
+            match key.split_once('.') {
+                Some((section, sub)) => {
+                    let entry = table
+                        .entry(section.to_owned())
+                        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                    let Some(t) = entry.as_table_mut() else {
+                        bail!("{name}: `{section}` in the config file is not a section");
+                    };
+                    t.insert(sub.to_owned(), v);
+                }
+                None => {
+                    table.insert(key, v);
+                }
+            }
         }
         let config: Config = table.try_into().context("invalid settings")?;
         config.validate()?;
@@ -214,6 +328,7 @@ impl Config {
         {
             bail!("jwt_ttl_seconds, enrollment_token_ttl_seconds and enrollment_token_max_uses must be positive");
         }
+        self.releases.validate()?;
         Ok(())
     }
 
@@ -237,13 +352,66 @@ impl Config {
     }
 }
 
+impl ReleasesConfig {
+    fn validate(&self) -> anyhow::Result<()> {
+        self.public_keys()?;
+        if self.max_build_bytes == 0
+            || self.watch_interval_seconds == 0
+            || self.offer_interval_seconds == 0
+            || self.download_timeout_seconds == 0
+            || self.update_timeout_seconds == 0
+        {
+            bail!("releases: max_build_bytes, watch_interval_seconds, offer_interval_seconds, download_timeout_seconds and update_timeout_seconds must be positive");
+        }
+        if self.auto_pause_failure_percent > 100 {
+            bail!(
+                "releases.auto_pause_failure_percent must be between 0 and 100 (got {})",
+                self.auto_pause_failure_percent
+            );
+        }
+        Ok(())
+    }
+
+    /// The configured signing keys, parsed; an error names the key that does not parse.
+    pub fn public_keys(&self) -> anyhow::Result<Vec<crate::releases::signing::PublicKey>> {
+        self.signing_keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                crate::releases::signing::PublicKey::parse(k).with_context(|| {
+                    format!(
+                        "releases.signing_keys[{i}] is not a release public key \
+                         (expected `rmm-ed25519-public:<base64 of 32 bytes>`, as written by \
+                         `rmm-control-plane release keygen`)"
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Where builds are stored (see [`ReleasesConfig::storage_dir`]).
+    pub fn storage_path(&self, database_url: &str) -> std::path::PathBuf {
+        if let Some(d) = &self.storage_dir {
+            return d.into();
+        }
+        let file = database_url
+            .strip_prefix("sqlite://")
+            .or_else(|| database_url.strip_prefix("sqlite:"))
+            .map(|f| f.split('?').next().unwrap_or(f));
+        match file.and_then(|f| Path::new(f).parent()) {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.join("releases"),
+            _ => "./data/releases".into(),
+        }
+    }
+}
+
 fn known_keys() -> String {
     KEYS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
 }
 
 fn known_env() -> String {
     KEYS.iter()
-        .map(|(k, _)| format!("{ENV_PREFIX}{}", k.to_ascii_uppercase()))
+        .map(|(k, _)| format!("{ENV_PREFIX}{}", k.to_ascii_uppercase().replace('.', "__")))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -303,6 +471,42 @@ mod tests {
             .to_string();
         assert!(err.contains("RMM_CP_MAX_BODY_BYTES"), "{err}");
         assert!(Config::load_from(None, env(&[("RMM_CP_CONFIG", "/x")])).is_ok());
+    }
+
+    #[test]
+    fn release_section_from_file_and_env() {
+        let key = crate::releases::signing::SecretKey::generate()
+            .public()
+            .encode();
+        let c = Config::load_from(
+            None,
+            env(&[
+                ("RMM_CP_RELEASES__SIGNING_KEYS", &format!("{key}, {key}")),
+                ("RMM_CP_RELEASES__MAX_BUILD_BYTES", "4096"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.releases.signing_keys, vec![key.clone(), key]);
+        assert_eq!(c.releases.max_build_bytes, 4096);
+        assert_eq!(
+            c.releases.storage_path("sqlite:///var/lib/rmm/rmm.db"),
+            Path::new("/var/lib/rmm/releases")
+        );
+        let err =
+            Config::load_from(None, env(&[("RMM_CP_RELEASES__SIGNING_KEYS", "nope")])).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("releases.signing_keys[0]"),
+            "{err:#}"
+        );
+        let dir = std::env::temp_dir().join(format!("rmm-cfg-{}", crate::store::new_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("cp.toml");
+        std::fs::write(&f, "[releases]\nsigning_kys = []\n").unwrap();
+        let err = Config::load_from(Some(&f), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`signing_kys` in [releases]"), "{err}");
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -53,6 +53,8 @@ pub struct AppState {
     pub opamp: Arc<opamp::Registry>,
     /// Effective-configuration pushes (policies).
     pub policy: Arc<policy::push::Hub>,
+    /// The update offer loop (its clock and wake-up).
+    pub releases: Arc<releases::offers::Releases>,
 }
 
 impl AppState {
@@ -77,6 +79,9 @@ impl AppState {
             jwt: Arc::new(JwtKey::new(&key)),
             opamp: Arc::new(opamp::Registry::new(metrics.clone())),
             policy: Arc::new(policy::push::Hub::default()),
+            releases: Arc::new(releases::offers::Releases::new(
+                releases::offers::Clock::system(),
+            )),
             metrics,
             login_limiter: Arc::new(RateLimiter::new(config.login_rate_per_minute)),
             enroll_limiter: Arc::new(RateLimiter::new(config.enroll_rate_per_minute)),
@@ -143,6 +148,9 @@ pub async fn serve_state(
     let sweeper = opamp::liveness::spawn(state.clone());
     // PostgreSQL: configuration changes made through other replicas.
     let config_listener = policy::push::spawn_listener(state.clone());
+    // Agent updates: the offer loop and the watched directory of builds.
+    let offers = releases::offers::spawn(state.clone());
+    let watcher = releases::builds::spawn_watcher(state.clone());
     let opamp_state = state.clone();
     let shutdown = async move {
         shutdown.await;
@@ -159,8 +167,9 @@ pub async fn serve_state(
     .await
     .context("HTTP server failed")?;
     sweeper.abort();
-    if let Some(l) = config_listener {
-        l.abort();
+    offers.abort();
+    for task in [config_listener, watcher].into_iter().flatten() {
+        task.abort();
     }
     db.close().await;
     tracing::info!("stopped");

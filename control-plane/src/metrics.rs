@@ -105,6 +105,7 @@ impl Metrics {
             Err(e) => tracing::warn!(error = %e, "metrics: cannot read agents"),
         }
         crate::policy::push::render_metrics(db, &mut out).await;
+        crate::releases::metrics::render(db, &mut out).await;
         out
     }
 

@@ -52,6 +52,9 @@ pub struct EnrollResponse {
     pub opamp_url: String,
     pub client_id: String,
     pub site_id: String,
+    /// Public keys (`rmm-ed25519-public:<base64>`) agent builds are signed with; the agent
+    /// pins them. Empty when none are configured.
+    pub signing_keys: Vec<String>,
 }
 
 fn facts(body: &EnrollRequest) -> Result<HostFacts, ApiError> {
@@ -113,6 +116,7 @@ async fn enroll(
                     opamp_url: format!("{}/v1/opamp", st.public_base),
                     client_id: e.client_id,
                     site_id: e.site_id,
+                    signing_keys: st.config.releases.signing_keys.clone(),
                 }),
             ));
         }

@@ -16,6 +16,8 @@ pub mod inventory;
 pub mod openapi;
 pub mod ops;
 pub mod policies;
+pub mod releases;
+pub mod rollouts;
 pub mod sd;
 pub mod sites;
 pub mod users;
@@ -51,6 +53,8 @@ pub fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(sd::router())
         .merge(audit::router())
         .merge(policies::router())
+        .merge(releases::router())
+        .merge(rollouts::router())
         .split_for_parts()
 }
 

@@ -25,6 +25,8 @@ use utoipa::{Modify, OpenApi};
         (name = "install", description = "The agent install script and its reports"),
         (name = "sd", description = "Prometheus service discovery"),
         (name = "audit", description = "Audit log (admin)"),
+        (name = "releases", description = "Signed agent builds"),
+        (name = "rollouts", description = "Agent updates: rollouts per channel, per-agent status"),
         (name = "ops", description = "Health and metrics"),
     )
 )]

@@ -94,6 +94,41 @@ pub struct Gone {
     pub session: Option<SessionHandle>,
 }
 
+/// An online agent as the update planner sees it.
+#[derive(Debug, Clone)]
+pub struct UpdateView {
+    pub agent_id: String,
+    pub capabilities: u64,
+    /// Reported `service.version`.
+    pub version: Option<String>,
+    /// Reported `os.type` and `host.arch`, as reported.
+    pub os: Option<String>,
+    pub arch: Option<String>,
+    /// The reported status of the `rmm-agent` package.
+    pub package: Option<rmm_opamp::proto::PackageStatus>,
+}
+
+impl UpdateView {
+    fn of(id: &str, state: &AgentState) -> UpdateView {
+        let (version, _, os, arch) = match &state.status.agent_description {
+            Some(d) => super::describe::reported_facts(d),
+            None => (None, None, None, None),
+        };
+        UpdateView {
+            agent_id: id.to_owned(),
+            capabilities: state.capabilities,
+            version,
+            os,
+            arch,
+            package: state
+                .status
+                .package_statuses
+                .as_ref()
+                .and_then(|p| p.packages.get(crate::releases::offers::PACKAGE).cloned()),
+        }
+    }
+}
+
 /// Live sessions of this process.
 #[derive(Debug)]
 pub struct Registry {
@@ -303,6 +338,11 @@ impl Registry {
         self.lock().get(agent_id).is_some_and(|e| e.online)
     }
 
+    /// How `agent_id` talks to us, if it is live here.
+    pub fn transport(&self, agent_id: &str) -> Option<Transport> {
+        self.lock().get(agent_id).map(|e| e.transport)
+    }
+
     /// The capabilities `agent_id` reported last, if it is live here.
     pub fn capabilities(&self, agent_id: &str) -> Option<u64> {
         self.lock().get(agent_id).map(|e| e.state.capabilities)
@@ -331,6 +371,23 @@ impl Registry {
                 .as_ref()
                 .map(|r| r.last_remote_config_hash.clone())
         })
+    }
+
+    /// What the update planner needs of every online agent (see [`UpdateView`]).
+    pub fn update_views(&self) -> Vec<UpdateView> {
+        self.lock()
+            .iter()
+            .filter(|(_, e)| e.online)
+            .map(|(id, e)| UpdateView::of(id, &e.state))
+            .collect()
+    }
+
+    /// The [`UpdateView`] of one agent, if it is online here.
+    pub fn update_view(&self, agent_id: &str) -> Option<UpdateView> {
+        self.lock()
+            .get(agent_id)
+            .filter(|e| e.online)
+            .map(|e| UpdateView::of(agent_id, &e.state))
     }
 
     /// Agents tracked (online or attached).

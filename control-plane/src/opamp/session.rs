@@ -23,13 +23,14 @@ use crate::store::now_ms;
 use crate::AppState;
 
 /// What this server does: it takes status, effective config and package statuses, and
-/// offers connection settings (credentials at enrollment). Remote config and packages come
-/// with the policy and release modules.
+/// offers connection settings (credentials at enrollment), remote config (policies) and
+/// packages (agent updates).
 pub const SERVER_CAPABILITIES: u64 = server::ACCEPTS_STATUS
     | server::ACCEPTS_EFFECTIVE_CONFIG
     | server::ACCEPTS_PACKAGES_STATUS
     | server::OFFERS_CONNECTION_SETTINGS
-    | server::OFFERS_REMOTE_CONFIG;
+    | server::OFFERS_REMOTE_CONFIG
+    | server::OFFERS_PACKAGES;
 
 /// The agent a message belongs to, once credentials and enrollment are settled.
 #[derive(Debug, Clone)]
@@ -322,6 +323,23 @@ pub async fn process(
         .await
         {
             reply = reply.remote_config(rc);
+        }
+    }
+    // Agent updates: map the reported package status, plan on connect, and repeat a pending
+    // offer to an agent that just came online (it may have restarted) or polls over HTTP.
+    if obs.changed.package_statuses {
+        if let Some(ps) = st.opamp.update_view(agent_id).and_then(|v| v.package) {
+            crate::releases::offers::on_status(st, agent_id, &ps).await;
+        }
+    }
+    if rec.went_online {
+        st.releases.kick();
+    }
+    if (rec.went_online || transport == Transport::Http)
+        && has(rec.capabilities, agent::ACCEPTS_PACKAGES)
+    {
+        if let Some(p) = crate::releases::offers::pending_offer(st, agent_id).await {
+            reply = reply.packages_available(p);
         }
     }
     let assign = who.new_uid.or_else(|| {

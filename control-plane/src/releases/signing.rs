@@ -217,6 +217,11 @@ impl PublicKey {
 }
 
 impl ReleaseSignature {
+    /// The raw 64 bytes (what OpAMP `DownloadableFile.signature` carries).
+    pub fn to_bytes(&self) -> [u8; 64] {
+        self.0.to_bytes()
+    }
+
     pub fn parse(text: &str) -> Result<ReleaseSignature, SigningError> {
         let bytes = decode_fixed::<64>(text, SIGNATURE_PREFIX, "signature")?;
         Ok(ReleaseSignature(Signature::from_bytes(&bytes)))

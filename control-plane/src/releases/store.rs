@@ -6,6 +6,7 @@
 use serde::Serialize;
 use serde_json::json;
 use sqlx::FromRow;
+use utoipa::ToSchema;
 
 use super::rollout::parse_version;
 use super::signing::{self, PublicKey, ReleaseSignature};
@@ -37,7 +38,7 @@ pub struct NewRelease {
 }
 
 /// One release of the catalog.
-#[derive(Debug, Clone, Serialize, FromRow, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, FromRow, PartialEq, Eq, ToSchema)]
 pub struct Release {
     pub id: String,
     pub version: String,
@@ -225,4 +226,40 @@ pub async fn get(db: &Db, channel: &str, version: &str, os: &str, arch: &str) ->
         .fetch_optional(db.pool())
         .await?
         .ok_or(Error::NotFound("release"))
+}
+
+/// One release by id.
+pub async fn by_id(db: &Db, id: &str) -> Result<Release> {
+    let mut sql = Sql::new(COLUMNS);
+    sql.push(" AND id = ").bind(id);
+    sql.query_as()
+        .fetch_optional(db.pool())
+        .await?
+        .ok_or(Error::NotFound("release"))
+}
+
+/// Remove a release from the catalog (the caller checks no rollout targets it).
+pub async fn delete(db: &Db, actor: &Actor, id: &str) -> Result<Release> {
+    let r = by_id(db, id).await?;
+    let mut tx = db.begin().await?;
+    let mut sql = Sql::new("DELETE FROM releases WHERE id = ");
+    sql.bind(id);
+    sql.query().execute(&mut *tx).await?;
+    audit::record(
+        &mut tx,
+        actor,
+        Change {
+            action: "release.delete",
+            target_type: "release",
+            target_id: Some(id),
+            client_id: None,
+            details: json!({
+                "version": r.version, "os": r.os, "arch": r.arch, "channel": r.channel,
+                "sha256": r.sha256,
+            }),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(r)
 }

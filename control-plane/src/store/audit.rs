@@ -27,6 +27,16 @@ impl Actor {
             source_ip: None,
         }
     }
+
+    /// The server itself (`name` says which part: `watch_dir`, `rollout`).
+    pub fn system(name: &str) -> Self {
+        Actor {
+            actor_type: "system".into(),
+            id: None,
+            name: Some(name.to_owned()),
+            source_ip: None,
+        }
+    }
 }
 
 /// What changed.

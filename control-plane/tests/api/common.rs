@@ -234,6 +234,44 @@ impl Server {
         s
     }
 
+    /// Start in-process from an [`AppState`] that `edit` may change (e.g. the release
+    /// planner's clock); returns the server and a handle on its state.
+    pub async fn start_state(
+        backend: &Backend,
+        tweak: impl FnOnce(&mut Config),
+        edit: impl FnOnce(&mut rmm_control_plane::AppState),
+    ) -> (Server, rmm_control_plane::AppState) {
+        let db = TestDb::new(backend).await;
+        create_admin(&db.url).await;
+        let mut config = test_config(&db.url);
+        tweak(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut state = rmm_control_plane::AppState::new(config, addr)
+            .await
+            .unwrap();
+        edit(&mut state);
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(rmm_control_plane::serve_state(
+            listener,
+            state.clone(),
+            async {
+                let _ = rx.await;
+            },
+        ));
+        let mut s = Server {
+            base: format!("http://{addr}"),
+            db,
+            http: http_client(),
+            stop: Some(tx),
+            task: Some(task),
+            child: None,
+            admin: String::new(),
+        };
+        s.admin = s.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+        (s, state)
+    }
+
     /// Start the real binary (`serve`) with `RMM_CP_*` environment variables; the admin is
     /// created with the binary's `user create`.
     pub async fn start_binary(backend: &Backend, env: &[(&str, &str)]) -> Server {

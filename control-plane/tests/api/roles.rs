@@ -10,6 +10,8 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use rmm_control_plane::releases::signing::{self, SecretKey};
+
 use crate::backend_tests;
 use crate::common::{id, Backend, Server};
 
@@ -193,6 +195,62 @@ const CASES: &[Case] = &[
         false,
         201,
     ),
+    // Releases and rollouts (issue 7): the catalog and rollouts are fleet-wide.
+    case("GET", "/api/v1/releases", Min(Viewer), false, 200),
+    case("POST", "/api/v1/releases", AllClients(Operator), false, 201),
+    case(
+        "POST",
+        "/api/v1/releases/from-url",
+        AllClients(Operator),
+        false,
+        201,
+    ),
+    case("GET", "/api/v1/releases/{id}", Min(Viewer), false, 200),
+    case(
+        "DELETE",
+        "/api/v1/releases/{id}",
+        AllClients(Operator),
+        false,
+        204,
+    ),
+    case(
+        "GET",
+        "/api/v1/releases/{id}/build",
+        Min(Viewer),
+        false,
+        200,
+    ),
+    case("GET", "/api/v1/rollouts", Min(Viewer), false, 200),
+    case("GET", "/api/v1/rollouts/{channel}", Min(Viewer), false, 200),
+    case(
+        "PUT",
+        "/api/v1/rollouts/{channel}",
+        AllClients(Operator),
+        false,
+        200,
+    ),
+    case(
+        "POST",
+        "/api/v1/rollouts/{channel}/pause",
+        AllClients(Operator),
+        false,
+        200,
+    ),
+    case(
+        "POST",
+        "/api/v1/rollouts/{channel}/resume",
+        AllClients(Operator),
+        false,
+        200,
+    ),
+    case("GET", "/api/v1/agents/{id}/update", Min(Viewer), true, 200),
+    case(
+        "POST",
+        "/api/v1/agents/{id}/update",
+        Min(Operator),
+        true,
+        202,
+    ),
 ];
 
 /// The routes the matrix covers, for the OpenAPI test.
@@ -238,6 +296,83 @@ struct Fixture {
     user: [String; 2],
     api_token: [String; 2],
     policy: [String; 2],
+    /// A release (1.0.0, linux/x86_64, stable) that the stable rollout targets.
+    release: String,
+    /// Signs new releases; its public key is the server's signing key.
+    key: SecretKey,
+    /// Serves the test build for `POST /releases/from-url`.
+    build_url: String,
+}
+
+/// A minimal x86_64 ELF header as a test build: small, so a refused upload (401/403, answered
+/// before the body is read) never races the client still sending it.
+pub fn test_build() -> Vec<u8> {
+    let mut h = vec![0u8; 64];
+    h[..4].copy_from_slice(b"\x7fELF");
+    h[4] = 2; // 64-bit
+    h[5] = 1; // little endian
+    h[6] = 1;
+    h[18..20].copy_from_slice(&62u16.to_le_bytes());
+    h
+}
+
+pub fn sign(key: &SecretKey, data: &[u8]) -> String {
+    key.sign_digest(&signing::sha256_reader(data).unwrap())
+        .encode()
+}
+
+/// Upload `data` as release `version` (linux/x86_64, stable) as `token`.
+pub async fn upload(
+    s: &Server,
+    token: Option<&str>,
+    key: &SecretKey,
+    version: &str,
+    data: Vec<u8>,
+) -> (StatusCode, Value) {
+    let sig = sign(key, &data);
+    let mut req = s
+        .http
+        .post(s.url("/api/v1/releases"))
+        .query(&[
+            ("version", version),
+            ("os", "linux"),
+            ("arch", "x86_64"),
+            ("channel", "stable"),
+            ("signature", sig.as_str()),
+        ])
+        .header("content-type", "application/octet-stream")
+        .body(data);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.unwrap();
+    let st = resp.status();
+    let text = resp.text().await.unwrap();
+    (
+        st,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// Serve `data` at `http://127.0.0.1:<port>/build` for the test's lifetime.
+pub async fn serve_file(data: Vec<u8>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().route(
+        "/build",
+        axum::routing::get(move || {
+            let d = data.clone();
+            async move { d }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}/build")
+}
+
+fn unique_version() -> String {
+    format!("0.{}.0", uuid::Uuid::new_v4().as_u128() % 1_000_000_000)
 }
 
 fn idx(o: Owner) -> usize {
@@ -247,7 +382,7 @@ fn idx(o: Owner) -> usize {
     }
 }
 
-async fn fixture(s: &Server) -> Fixture {
+async fn fixture(s: &Server, key: SecretKey) -> Fixture {
     let mut f = Fixture {
         client: Default::default(),
         site: Default::default(),
@@ -257,6 +392,9 @@ async fn fixture(s: &Server) -> Fixture {
         user: Default::default(),
         api_token: Default::default(),
         policy: Default::default(),
+        release: String::new(),
+        key: SecretKey::generate(),
+        build_url: serve_file(test_build()).await,
     };
     for (i, name) in ["A", "B"].iter().enumerate() {
         f.client[i] = s.new_client(&format!("Client {name}")).await;
@@ -291,12 +429,33 @@ async fn fixture(s: &Server) -> Fixture {
             .await);
         f.policy[i] = new_policy(s, &f.client[i]).await;
     }
+    f.key = key;
+    let (st, v) = upload(s, Some(&s.admin), &f.key, "1.0.0", test_build()).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    f.release = id(&v);
+    let (st, v) = s
+        .call(
+            Method::PUT,
+            "/api/v1/rollouts/stable",
+            Some(&s.admin),
+            Some(json!({"target_version": "1.0.0", "percent": 0})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
     f
 }
 
 /// A valid install-report body.
 fn install_report() -> Value {
     json!({"hostname": "h", "os": "linux", "arch": "x86_64", "status": "failed", "step": "enroll", "message": "m"})
+}
+
+/// A server whose release signing key is `key`'s public half.
+pub async fn start_with_key(backend: &Backend) -> (Server, SecretKey) {
+    let key = SecretKey::generate();
+    let public = key.public().encode();
+    let s = Server::start_with(backend, |c| c.releases.signing_keys = vec![public]).await;
+    (s, key)
 }
 
 /// A new empty policy of `client`, created by the global admin.
@@ -435,6 +594,31 @@ async fn prepare(s: &Server, f: &Fixture, c: &Case, owner: Owner) -> (String, Op
             (format!("/api/v1/policy-assignments/{a}"), None)
         }
         ("POST", "/api/v1/install-reports") => (c.route.into(), Some(install_report())),
+        ("POST", "/api/v1/releases/from-url") => {
+            let data = test_build();
+            (
+                c.route.into(),
+                Some(json!({
+                    "version": unique_version(), "os": "linux", "arch": "x86_64",
+                    "channel": "stable", "url": f.build_url,
+                    "sha256": hex::encode(signing::sha256_reader(&data[..]).unwrap()),
+                    "signature": sign(&f.key, &data),
+                })),
+            )
+        }
+        ("DELETE", "/api/v1/releases/{id}") => {
+            let (st, v) = upload(s, Some(&s.admin), &f.key, &unique_version(), test_build()).await;
+            assert_eq!(st, StatusCode::CREATED, "{v}");
+            (format!("/api/v1/releases/{}", id(&v)), None)
+        }
+        ("PUT", "/api/v1/rollouts/{channel}") => (
+            "/api/v1/rollouts/stable".into(),
+            Some(json!({"target_version": "1.0.0", "percent": 0})),
+        ),
+        ("POST", "/api/v1/agents/{id}/update") => (
+            format!("/api/v1/agents/{}/update", f.agent[i]),
+            Some(json!({"version": "1.0.0"})),
+        ),
         ("POST", "/api/v1/policies/preview") => (
             c.route.into(),
             Some(json!({"document": {"collect": {"top_processes": 3}}, "agent_ids": [f.agent[i]]})),
@@ -450,6 +634,8 @@ async fn prepare(s: &Server, f: &Fixture, c: &Case, owner: Owner) -> (String, Op
                 .replace("/agents/{id}", &format!("/agents/{}", f.agent[i]))
                 .replace("/users/{id}", &format!("/users/{}", f.user[i]))
                 .replace("/policies/{id}", &format!("/policies/{}", f.policy[i]))
+                .replace("/releases/{id}", &format!("/releases/{}", f.release))
+                .replace("/rollouts/{channel}", "/rollouts/stable")
                 .replace(
                     "/api-tokens/{id}",
                     &format!("/api-tokens/{}", f.api_token[i]),
@@ -461,8 +647,8 @@ async fn prepare(s: &Server, f: &Fixture, c: &Case, owner: Owner) -> (String, Op
 }
 
 async fn role_matrix(backend: Backend) {
-    let s = Server::start(&backend).await;
-    let f = fixture(&s).await;
+    let (s, key) = start_with_key(&backend).await;
+    let f = fixture(&s, key).await;
     // Callers: every role for all clients and for client A; plus no credential.
     let mut callers: Vec<(Caller, Option<String>)> = vec![(None, None)];
     for (role, name) in [(Viewer, "viewer"), (Operator, "operator"), (Admin, "admin")] {
@@ -485,7 +671,19 @@ async fn role_matrix(backend: Backend) {
             for (caller, token) in &callers {
                 let (path, body) = prepare(&s, &f, c, *owner).await;
                 let method = Method::from_bytes(c.method.as_bytes()).unwrap();
-                let (st, v) = s.call(method, &path, token.as_deref(), body).await;
+                let (st, v) = if (c.method, c.route) == ("POST", "/api/v1/releases") {
+                    // The build is the raw body.
+                    upload(
+                        &s,
+                        token.as_deref(),
+                        &f.key,
+                        &unique_version(),
+                        test_build(),
+                    )
+                    .await
+                } else {
+                    s.call(method, &path, token.as_deref(), body).await
+                };
                 let want = expected(c, *caller, *owner);
                 checked += 1;
                 if st.as_u16() != want {
@@ -529,8 +727,8 @@ async fn role_matrix(backend: Backend) {
 }
 
 async fn scoped_callers_see_only_their_client(backend: Backend) {
-    let s = Server::start(&backend).await;
-    let f = fixture(&s).await;
+    let (s, key) = start_with_key(&backend).await;
+    let f = fixture(&s, key).await;
     let (_, op_a) = s
         .new_user("op-a@example.com", "operator", Some(&f.client[0]))
         .await;
