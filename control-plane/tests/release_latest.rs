@@ -172,6 +172,42 @@ async fn latest_build(backend: Backend) {
     assert_eq!((st, version.as_deref()), (StatusCode::OK, Some("1.9.0")));
     assert_eq!(body, b9);
 
+    // A new target: served; paused, the target it replaced is served until resumed.
+    let put = |target: &'static str, allow_downgrade: bool| {
+        let s = &s;
+        async move {
+            let (st, v) = s
+                .call(
+                    Method::PUT,
+                    "/api/v1/rollouts/stable",
+                    Some(&s.admin),
+                    Some(json!({"target_version": target, "percent": 10,
+                        "allow_downgrade": allow_downgrade})),
+                )
+                .await;
+            assert_eq!(st, StatusCode::OK, "{v}");
+        }
+    };
+    put("1.10.0", false).await;
+    let (_, [version, ..], _) = latest(&s, LINUX_STABLE, Some(&token)).await;
+    assert_eq!(version.as_deref(), Some("1.10.0"));
+    for (action, want) in [("pause", "1.9.0"), ("resume", "1.10.0")] {
+        let (st, v) = s
+            .call(
+                Method::POST,
+                &format!("/api/v1/rollouts/stable/{action}"),
+                Some(&s.admin),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{action}: {v}");
+        let (_, [version, ..], body) = latest(&s, LINUX_STABLE, Some(&token)).await;
+        assert_eq!(version.as_deref(), Some(want), "after {action}");
+        assert_eq!(body, if want == "1.9.0" { &b9 } else { &b10 }[..]);
+    }
+    // Rolled back to 1.9.0 (a downgrade of the target needs the flag).
+    put("1.9.0", true).await;
+
     // Credentials: an agent secret and a viewer too; nothing, garbage, a revoked or an
     // expired token are refused before the query is even looked at.
     let (_, secret) = s.new_agent(&site, "one", json!({})).await;
