@@ -9,8 +9,13 @@
 //! Prometheus's HTTP API: all must parse, and every query must return data unless
 //! `dashboards/expected-empty.json` lists it with its reason.
 //!
-//! Not covered here (the release catalog API is not on this branch): `rmm_cp_release_latest_info`
-//! and `rmm_cp_agent_update_status`, whose panels are listed in expected-empty.json.
+//! The release series are real too: the control plane is configured with a release key made
+//! by the test, a signed, stamped copy of the agent is published with a stable rollout
+//! (`rmm_cp_release_latest_info`), and both agents are forced to update to it. They run from
+//! their own copies of the binary and allow only 1 MiB downloads
+//! (`updates.max_download_bytes`), so they refuse the build and report the update failed
+//! (`rmm_cp_agent_update_status{status="failed"}`): a real offer, download attempt and status
+//! report, with nothing replaced.
 
 mod common;
 
@@ -18,9 +23,77 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
 use common::control_plane::{Api, ControlPlane};
 use common::*;
+use ed25519_dalek::{Signer as _, SigningKey};
 use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
+
+/// `rmm-agent` run from its own copy in `dir/name` (an update replaces the running binary,
+/// never the built one), without the caller's `RMM_AGENT_*` environment.
+fn agent_copy(dir: &Path, name: &str) -> (Command, PathBuf) {
+    let bin = dir.join(name).join("rmm-agent");
+    std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
+    std::fs::copy(agent_bin(), &bin).unwrap();
+    let mut cmd = Command::new(&bin);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("RMM_AGENT_")) {
+        cmd.env_remove(k);
+    }
+    (cmd, bin)
+}
+
+/// The version of the release the test publishes (newer than the built agent).
+const RELEASE_VERSION: &str = "99.1.0";
+
+/// Publishes a stamped copy of the built agent as `RELEASE_VERSION` on the stable channel,
+/// signed with `key`, and makes it the stable rollout's target (at 0 %: nothing is offered
+/// by the rollout itself).
+async fn publish_release(api: &Api, key: &SigningKey, dir: &Path) {
+    let out = dir.join("rmm-agent-release");
+    let status = Command::new(agent_bin())
+        .args(["stamp-version", "--in", agent_bin(), "--out"])
+        .arg(&out)
+        .args(["--version", RELEASE_VERSION])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "stamp-version failed");
+    let build = std::fs::read(&out).unwrap();
+    let mut signed = b"rmm-agent-release-v1\0".to_vec();
+    signed.extend_from_slice(&Sha256::digest(&build));
+    let signature = format!(
+        "rmm-ed25519-sig:{}",
+        B64.encode(key.sign(&signed).to_bytes())
+    );
+    let r = api
+        .http
+        .post(format!("{}/api/v1/releases", api.base))
+        .query(&[
+            ("version", RELEASE_VERSION),
+            ("os", "linux"),
+            ("arch", std::env::consts::ARCH),
+            ("channel", "stable"),
+            ("signature", signature.as_str()),
+        ])
+        .bearer_auth(&api.jwt)
+        .header("content-type", "application/octet-stream")
+        .body(build)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "upload: {}", r.text().await.unwrap());
+    let r = api
+        .http
+        .put(format!("{}/api/v1/rollouts/stable", api.base))
+        .bearer_auth(&api.jwt)
+        .json(&json!({"target_version": RELEASE_VERSION, "percent": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "rollout: {}", r.text().await.unwrap());
+}
 
 /// `text` with `from` replaced by `to`, which must occur: a changed deploy file fails loudly.
 fn subst(text: &str, from: &str, to: &str) -> String {
@@ -175,8 +248,21 @@ async fn every_dashboard_query_and_alert_rule_on_live_agents() {
     let dir = tmp.path().to_owned();
     let started = Instant::now();
 
-    // Control plane: two clients with a site, an enrollment token and a policy each.
-    let cp = ControlPlane::new(&dir);
+    // Control plane with a release key: two clients with a site, an enrollment token and a
+    // policy each.
+    let release_key = SigningKey::from_bytes(&[77; 32]);
+    let release_public = format!(
+        "rmm-ed25519-public:{}",
+        B64.encode(release_key.verifying_key().as_bytes())
+    );
+    let storage = dir.join("releases");
+    let cp = ControlPlane::with_env(
+        &dir,
+        &[
+            ("RMM_CP_RELEASES__SIGNING_KEYS", &release_public),
+            ("RMM_CP_RELEASES__STORAGE_DIR", storage.to_str().unwrap()),
+        ],
+    );
     let api = Api::login(&cp.base).await;
     let mut tokens = Vec::new();
     for (client, site) in [("Acme", "HQ"), ("Globex", "Lab")] {
@@ -258,17 +344,20 @@ async fn every_dashboard_query_and_alert_rule_on_live_agents() {
         "enroll: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Its own binary copy; no build over 1 MiB (the forced update below fails).
+    let (mut run1, agent1_bin) = agent_copy(&dir, "bin-scraped");
     children.push(spawn_logged(
-        agent_command()
-            .args(["run", "--state-dir"])
+        run1.args(["run", "--state-dir"])
             .arg(&state1)
             .env("RMM_AGENT_PROMETHEUS_LISTEN", &scraped_listen)
+            .env("RMM_AGENT_UPDATES_MAX_DOWNLOAD_BYTES", "1048576")
             .env("RMM_AGENT_COLLECT_INTERVAL", "1s")
             .env("RMM_AGENT_CONTROL_HEARTBEAT_INTERVAL", "1s"),
         &dir.join("agent-scraped.log"),
     ));
 
-    // Agent 2, Globex/Lab: OTLP only (no /metrics, so the SD does not list it).
+    // Agent 2, Globex/Lab: OTLP only (no /metrics, so the SD does not list it). Its own binary
+    // copy; no build over 1 MiB.
     let state2 = dir.join("state-otlp");
     let config2 = dir.join("agent-otlp.toml");
     std::fs::write(
@@ -277,7 +366,8 @@ async fn every_dashboard_query_and_alert_rule_on_live_agents() {
             "[collect]\ninterval = \"1s\"\n[prometheus]\nenabled = false\n\
              [otlp]\nenabled = true\nendpoint = \"http://{vm_addr}/opentelemetry\"\n\
              attributes = {{ client = \"Globex\", site = \"Lab\" }}\n\
-             [control]\nheartbeat_interval = \"1s\"\n"
+             [control]\nheartbeat_interval = \"1s\"\n\
+             [updates]\nmax_download_bytes = 1048576\n"
         ),
     )
     .unwrap();
@@ -294,14 +384,52 @@ async fn every_dashboard_query_and_alert_rule_on_live_agents() {
         "enroll: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let (mut run2, agent2_bin) = agent_copy(&dir, "bin-otlp");
     children.push(spawn_logged(
-        agent_command()
-            .args(["run", "--config"])
+        run2.args(["run", "--config"])
             .arg(&config2)
             .arg("--state-dir")
             .arg(&state2),
         &dir.join("agent-otlp.log"),
     ));
+
+    // The release series: publish a signed release with a rollout, force both agents to it
+    // and wait for their own reports that the update failed (the build is over their limit).
+    publish_release(&api, &release_key, &dir).await;
+    for (state, bin) in [(&state1, &agent1_bin), (&state2, &agent2_bin)] {
+        let identity: Value =
+            serde_json::from_slice(&std::fs::read(state.join("identity.json")).unwrap()).unwrap();
+        let agent = identity["agent_id"].as_str().unwrap().to_owned();
+        api.wait_for(&agent, Duration::from_secs(20), "online", |a| {
+            a["status"] == "online"
+        })
+        .await;
+        api.post(
+            &format!("/api/v1/agents/{agent}/update"),
+            json!({"version": RELEASE_VERSION}),
+        )
+        .await;
+        let t = Instant::now();
+        let update = loop {
+            let v = api.get(&format!("/api/v1/agents/{agent}/update")).await;
+            if v["update"]["status"] == "failed" {
+                break v;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "the forced update did not fail: {v}\n{}",
+                logs(&dir)
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let reason = update["update"]["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains("max_download_bytes"), "{update}");
+        assert_eq!(
+            std::fs::read(bin).unwrap(),
+            std::fs::read(agent_bin()).unwrap(),
+            "the refused update replaced nothing"
+        );
+    }
 
     // Prometheus 2.53 with the deploy/ configuration.
     let prom_port = free_port();
@@ -354,6 +482,9 @@ async fn every_dashboard_query_and_alert_rule_on_live_agents() {
         r#"rmm_cp_agent_config_status{job="rmm-control-plane", client="Acme", status="applied"}"#,
         r#"rmm_cp_agent_config_status{job="rmm-control-plane", client="Globex", status="applied"}"#,
         r#"count(rmm_cp_agent_info{job="rmm-control-plane"}) == 2"#,
+        r#"rmm_cp_release_latest_info{job="rmm-control-plane", channel="stable", version="99.1.0"}"#,
+        r#"rmm_cp_agent_update_status{job="rmm-control-plane", client="Acme", status="failed"}"#,
+        r#"rmm_cp_agent_update_status{job="rmm-control-plane", client="Globex", status="failed"}"#,
         // The processes dashboard's history uses a subquery at a 15 s resolution: it has data
         // once a 15 s-aligned evaluation time has passed since the first samples.
         r#"max_over_time((sum by (client) (process_cpu_utilization_ratio{job="rmm-agent", client="Acme"}))[5m:15s])"#,

@@ -28,7 +28,7 @@
 //! | `GET policies[/{id}[/assignments]]`, `GET agents/{id}/effective-config`, `GET agents/config-status`, `POST policies/preview` | yes | yes | yes | not listed / 404 (global policies: listed for all-clients callers only) |
 //! | `POST policies`, `PUT/DELETE policies/{id}`, `POST policies/{id}/assignments`, `DELETE policy-assignments/{id}` | 403 | yes | yes | 404 (global policies and global assignments: all-clients callers only, 403 for a global assignment) |
 //! | `GET releases[/{id}]`, `GET rollouts[/{channel}]` | yes | yes | yes | - (a rollout lists only the caller's client's agents) |
-//! | `GET releases/{id}/build`               | yes (also an agent secret or an enrollment token) | yes | yes | - |
+//! | `GET releases/{id}/build`, `GET releases/latest/build` | yes (also an agent secret or an enrollment token) | yes | yes | - |
 //! | `POST releases`, `POST releases/from-url`, `DELETE releases/{id}`, `PUT rollouts/{channel}`, `POST rollouts/{channel}/pause`, `POST rollouts/{channel}/resume` | 403 | all-clients operator only (scoped: 403) | all-clients only | - |
 //! | `GET agents/{id}/update`                | yes    | yes      | yes   | 404          |
 //! | `POST agents/{id}/update` (force one agent now) | 403 | yes | yes | 404          |

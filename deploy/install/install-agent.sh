@@ -9,13 +9,22 @@
 #   --token TOKEN       enrollment token (RMM_ENROLL_TOKEN, preferred: `ps` shows arguments)
 #   --channel NAME      release channel: stable, beta or edge (RMM_CHANNEL; default stable)
 #   --binary PATH       install this agent binary instead of downloading one (offline installs)
+#   --signing-key KEY   rmm-ed25519-public:... release key(s), comma separated (RMM_SIGNING_KEY):
+#                       the downloaded build must carry a signature by one of them (needs openssl)
 #   --listen ADDR       address the agent serves /metrics on (RMM_LISTEN; default 127.0.0.1:9464;
 #                       use 0.0.0.0:9464 when Prometheus runs on another host)
 #   --prefix DIR        install under DIR instead of / (no root needed; no user is created and
 #                       systemctl is not called); for tests and images
 #   --no-systemd        do not install or start the systemd unit
 #
-# Steps: preflight, download, user, install, config, enroll, service. The outcome is reported
+# Verification (step verify), before anything is installed: a downloaded build must have the
+# SHA-256 the control plane names (X-Rmm-Release-Sha256), and `rmm-agent --version` must run and
+# report the version it names. With --signing-key, its Ed25519 signature over
+# "rmm-agent-release-v1\0" || sha256 must also verify with openssl (the keys are only learned at
+# enrollment, after the install, so the operator passes them here). From then on the agent
+# itself pins the control plane's keys at enrollment and refuses any update they do not sign.
+#
+# Steps: preflight, download, verify, user, install, config, enroll, service. The outcome is reported
 # to the control plane (POST /api/v1/install-reports, authenticated by the enrollment token; the
 # report holds host name, os, arch, agent version, status, step and message, never a secret):
 # on success one report with what every step did, on failure the step that failed and why,
@@ -33,6 +42,7 @@ default_server='@RMM_SERVER_URL@'
 server="${RMM_SERVER:-}"
 token="${RMM_ENROLL_TOKEN:-}"
 channel="${RMM_CHANNEL:-stable}"
+signing_keys="${RMM_SIGNING_KEY:-}"
 listen="${RMM_LISTEN:-127.0.0.1:9464}"
 binary=""
 prefix=""
@@ -106,10 +116,11 @@ while [ $# -gt 0 ]; do
     --token) token="${2:?--token needs a value}"; shift 2 ;;
     --channel) channel="${2:?--channel needs a name}"; shift 2 ;;
     --binary) binary="${2:?--binary needs a path}"; shift 2 ;;
+    --signing-key) signing_keys="${2:?--signing-key needs rmm-ed25519-public:...}"; shift 2 ;;
     --listen) listen="${2:?--listen needs host:port}"; shift 2 ;;
     --prefix) prefix="${2:?--prefix needs a directory}"; shift 2 ;;
     --no-systemd) systemd=0; shift ;;
-    -h|--help) sed -n '2,28p' "$0" 2>/dev/null | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,37p' "$0" 2>/dev/null | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) say "unknown option: $1 (see --help)"; exit 2 ;;
   esac
 done
@@ -153,20 +164,98 @@ ok "$os/$arch, host $host, server $server, channel $channel"
 
 # --- download ----------------------------------------------------------------------------
 step="download"
+rel_version=""
+rel_sha256=""
+rel_signature=""
+# header NAME: the value of a response header of the download (the last one after redirects).
+header() {
+  tr -d '\r' <"$work/headers" | awk -v name="$1" '
+    { i = index($0, ":"); if (i > 0 && tolower(substr($0, 1, i - 1)) == name) { v = substr($0, i + 1); sub(/^[ \t]+/, "", v); sub(/[ \t]+$/, "", v) } }
+    END { print v }'
+}
 if [ -n "$binary" ]; then
   [ -f "$binary" ] || fail "--binary $binary: no such file"
   cp "$binary" "$work/rmm-agent" || fail "cannot read --binary $binary"
   source_desc="from $binary"
 else
   url="$server/api/v1/releases/latest/build?os=linux&arch=$arch&channel=$channel"
-  code="$(curl -sS -L -o "$work/rmm-agent" -w '%{http_code}' -H @"$work/auth.header" "$url" 2>"$work/curl.err")" \
+  code="$(curl -sS -L -D "$work/headers" -o "$work/rmm-agent" -w '%{http_code}' -H @"$work/auth.header" "$url" 2>"$work/curl.err")" \
     || fail "GET $url: $(tr -cd ' -~' <"$work/curl.err")"
   case "$code" in
     200) ;;
     404) fail "the control plane has no agent build for linux/$arch on channel $channel (HTTP 404: $(api_message "$work/rmm-agent")); publish one or pass --binary PATH" ;;
     *) fail "GET $url: HTTP $code: $(api_message "$work/rmm-agent")" ;;
   esac
+  rel_version="$(header x-rmm-release-version)"
+  rel_sha256="$(header x-rmm-release-sha256)"
+  rel_signature="$(header x-rmm-release-signature)"
+  [ -n "$rel_version" ] && [ -n "$rel_sha256" ] \
+    || fail "the control plane sent no X-Rmm-Release-Version/X-Rmm-Release-Sha256 headers with the build"
   source_desc="downloaded (linux/$arch, $channel)"
+fi
+ok "$(wc -c <"$work/rmm-agent" | tr -d ' ') bytes $source_desc"
+
+# --- verify ------------------------------------------------------------------------------
+step="verify"
+# b64_decode IN OUT: base64 text (one line) to bytes.
+b64_decode() {
+  printf '%s' "$1" | openssl base64 -d -A >"$2" 2>/dev/null
+}
+# verify_signature KEY: 0 when $rel_signature over the build verifies with KEY.
+verify_signature() {
+  case "$1" in
+    rmm-ed25519-public:*) ;;
+    *) fail "--signing-key: expected rmm-ed25519-public:<base64>, got $(printf '%s' "$1" | cut -c1-40)" ;;
+  esac
+  k="${1#rmm-ed25519-public:}"
+  case "$k" in ''|*[!A-Za-z0-9+/=]*) fail "--signing-key: the key is not base64" ;; esac
+  b64_decode "$k" "$work/key.raw" && [ "$(wc -c <"$work/key.raw" | tr -d ' ')" = 32 ] \
+    || fail "--signing-key: the key is not 32 bytes of base64"
+  # DER SubjectPublicKeyInfo of an Ed25519 key: a fixed 12-byte prefix, then the key.
+  printf '\060\052\060\005\006\003\053\145\160\003\041\000' >"$work/key.der"
+  cat "$work/key.raw" >>"$work/key.der"
+  openssl pkeyutl -verify -pubin -inkey "$work/key.der" -keyform DER -rawin \
+    -in "$work/signed.msg" -sigfile "$work/sig.raw" >/dev/null 2>&1
+}
+if [ -n "$rel_sha256" ]; then
+  if command -v sha256sum >/dev/null 2>&1; then
+    got="$(sha256sum "$work/rmm-agent" | cut -d' ' -f1)"
+  elif command -v openssl >/dev/null 2>&1; then
+    got="$(openssl dgst -sha256 -r "$work/rmm-agent" | cut -d' ' -f1)"
+  else
+    fail "neither sha256sum nor openssl is available to check the download's SHA-256"
+  fi
+  [ "$got" = "$rel_sha256" ] \
+    || fail "SHA-256 mismatch: the download is $got, the control plane says $rel_sha256 (truncated or modified in transit)"
+  checks="sha256 $got"
+else
+  checks="local file (no sha256 to check)"
+fi
+if [ -n "$signing_keys" ]; then
+  [ -n "$rel_signature" ] || fail "--signing-key given, but a --binary has no signature to check (download the build, or drop --signing-key)"
+  command -v openssl >/dev/null 2>&1 || fail "--signing-key needs openssl to verify the signature, and openssl is not installed"
+  case "$rel_signature" in
+    rmm-ed25519-sig:*) ;;
+    *) fail "the control plane sent a malformed signature header" ;;
+  esac
+  s64="${rel_signature#rmm-ed25519-sig:}"
+  case "$s64" in ''|*[!A-Za-z0-9+/=]*) fail "the control plane sent a malformed signature header" ;; esac
+  b64_decode "$s64" "$work/sig.raw" && [ "$(wc -c <"$work/sig.raw" | tr -d ' ')" = 64 ] \
+    || fail "the control plane sent a signature that is not 64 bytes"
+  printf 'rmm-agent-release-v1\000' >"$work/signed.msg"
+  openssl dgst -sha256 -binary "$work/rmm-agent" >>"$work/signed.msg" || fail "openssl dgst failed"
+  verified=""
+  old_ifs="$IFS"; IFS=','
+  for key in $signing_keys; do
+    IFS="$old_ifs"
+    key="$(printf '%s' "$key" | tr -d ' ')"
+    [ -n "$key" ] || continue
+    if verify_signature "$key"; then verified="$key"; break; fi
+  done
+  IFS="$old_ifs"
+  [ -n "$verified" ] \
+    || fail "signature verification FAILED: the build (sha256 $rel_sha256, version $rel_version) is not signed by the --signing-key key(s); not installed"
+  checks="$checks, Ed25519 signature by $(printf '%s' "$verified" | cut -c1-30)..."
 fi
 chmod 0755 "$work/rmm-agent"
 version_out="$("$work/rmm-agent" --version 2>&1)" || fail "the agent binary does not run here: $(printf '%s' "$version_out" | head -c 300)"
@@ -174,7 +263,10 @@ case "$version_out" in
   rmm-agent\ *) agent_version="${version_out#rmm-agent }" ;;
   *) fail "not an rmm-agent binary (--version printed: $(printf '%s' "$version_out" | head -c 100))" ;;
 esac
-ok "rmm-agent $agent_version $source_desc"
+if [ -n "$rel_version" ] && [ "$agent_version" != "$rel_version" ]; then
+  fail "the build reports version $agent_version, the control plane says $rel_version"
+fi
+ok "rmm-agent $agent_version: $checks"
 
 # --- user --------------------------------------------------------------------------------
 step="user"

@@ -39,10 +39,17 @@ pub struct ControlPlane {
     pub port: u16,
     pub base: String,
     pub log: PathBuf,
+    /// Extra environment of `serve` (settings such as `RMM_CP_RELEASES__SIGNING_KEYS`).
+    pub env: Vec<(String, String)>,
 }
 
 impl ControlPlane {
     pub fn new(dir: &Path) -> Self {
+        Self::with_env(dir, &[])
+    }
+
+    /// Like [`ControlPlane::new`], `serve` also getting `env`.
+    pub fn with_env(dir: &Path, env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let db_url = format!("sqlite://{}/rmm.db", dir.display());
         let out = Command::new(control_plane_bin())
@@ -62,6 +69,10 @@ impl ControlPlane {
             port,
             base: format!("http://127.0.0.1:{port}"),
             log: dir.join("control-plane.log"),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         cp.start();
         cp
@@ -88,6 +99,7 @@ impl ControlPlane {
                 .env("RMM_CP_OPAMP_HEARTBEAT_INTERVAL_SECONDS", "1")
                 .env("RMM_CP_OPAMP_OFFLINE_TIMEOUT_SECONDS", "3")
                 .env_remove("RUST_LOG")
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
                 .stdout(Stdio::null())
                 .stderr(log),
         ));

@@ -26,6 +26,7 @@ const SERVER_PLACEHOLDER: &str = "@RMM_SERVER_URL@";
 pub const STEPS: &[&str] = &[
     "preflight",
     "download",
+    "verify",
     "user",
     "install",
     "config",
@@ -74,7 +75,7 @@ pub struct NewInstallReport {
     pub agent_version: Option<String>,
     /// `success` or `failed`.
     pub status: String,
-    /// `preflight`, `download`, `user`, `install`, `config`, `enroll`, `service`, or
+    /// `preflight`, `download`, `verify`, `user`, `install`, `config`, `enroll`, `service`, or
     /// `complete` (only with `success`): the step that failed, or `complete`.
     pub step: String,
     /// What happened, up to 2000 characters (no control characters).

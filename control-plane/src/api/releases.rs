@@ -1,7 +1,8 @@
 //! `/api/v1/releases`: the catalog of signed agent builds. Builds are uploaded as the raw
 //! request body, registered by URL (the control plane downloads them), or imported from the
 //! watched directory (`releases.watch_dir`); each is verified against the configured signing
-//! keys before it is stored. `GET /releases/{id}/build` serves the bytes to agents.
+//! keys before it is stored. `GET /releases/{id}/build` serves the bytes to agents;
+//! `GET /releases/latest/build` serves the current build of a channel to install scripts.
 
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Request, State};
@@ -15,6 +16,7 @@ use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{Auth, Json, Path, Query};
 use crate::authz::Role;
 use crate::releases::builds::{self, BuildMeta};
+use crate::releases::rollout::parse_version;
 use crate::releases::rollout_store;
 use crate::releases::store::{self, Filter, Release};
 use crate::secrets::{AGENT_SECRET_PREFIX, ENROLLMENT_TOKEN_PREFIX};
@@ -26,6 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(register_release))
         .routes(routes!(get_release, delete_release))
         .routes(routes!(download_build))
+        .routes(routes!(download_latest_build))
 }
 
 /// Filters of `GET /releases`.
@@ -256,20 +259,15 @@ async fn may_download(st: &AppState, req: Request) -> Result<(), ApiError> {
     auth.require(Role::Viewer)
 }
 
-/// The build's bytes (`application/octet-stream`), for agents (`Authorization: Bearer
-/// <agent secret>`), install scripts (an enrollment token) and API users (viewer or above).
-#[utoipa::path(get, path = "/api/v1/releases/{id}/build", tag = "releases",
-    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
-    security(("bearer" = [])))]
-async fn download_build(
-    State(st): State<AppState>,
-    Path(id): Path<String>,
-    req: Request,
-) -> Result<Response, ApiError> {
-    may_download(&st, req).await?;
-    let r = store::by_id(&st.db, &id).await?;
-    let path = builds::build_path(&st, &r.sha256);
+/// Headers naming what a build response carries, so a downloader can verify it.
+pub const VERSION_HEADER: &str = "x-rmm-release-version";
+pub const SHA256_HEADER: &str = "x-rmm-release-sha256";
+pub const SIGNATURE_HEADER: &str = "x-rmm-release-signature";
+pub const ID_HEADER: &str = "x-rmm-release-id";
+
+/// Stream the stored build of `r` with its version, SHA-256 and signature as headers.
+async fn serve_build(st: &AppState, r: &Release) -> Result<Response, ApiError> {
+    let path = builds::build_path(st, &r.sha256);
     let file = tokio::fs::File::open(&path).await.map_err(|e| {
         ApiError::internal(format!(
             "build of release {} missing at {}: {e}",
@@ -284,7 +282,134 @@ async fn download_build(
             (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
             (header::CONTENT_LENGTH, len.to_string()),
         ],
+        [
+            (VERSION_HEADER, r.version.clone()),
+            (SHA256_HEADER, r.sha256.clone()),
+            (SIGNATURE_HEADER, r.signature.clone()),
+            (ID_HEADER, r.id.clone()),
+        ],
         body,
     )
         .into_response())
+}
+
+/// The build's bytes (`application/octet-stream`), for agents (`Authorization: Bearer
+/// <agent secret>`), install scripts (an enrollment token) and API users (viewer or above).
+#[utoipa::path(get, path = "/api/v1/releases/{id}/build", tag = "releases",
+    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>,
+            headers(("x-rmm-release-version" = String), ("x-rmm-release-sha256" = String),
+                ("x-rmm-release-signature" = String), ("x-rmm-release-id" = String))),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn download_build(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    may_download(&st, req).await?;
+    let r = store::by_id(&st.db, &id).await?;
+    serve_build(&st, &r).await
+}
+
+/// Which build `GET /releases/latest/build` serves.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct LatestQuery {
+    /// `linux`, `windows` or `macos`.
+    pub os: String,
+    /// `x86_64` or `aarch64`.
+    pub arch: String,
+    /// `stable`, `beta` or `edge`.
+    pub channel: String,
+}
+
+fn check_one_of(field: &str, value: &str, allowed: &[&str]) -> Result<(), ApiError> {
+    if allowed.contains(&value) {
+        return Ok(());
+    }
+    let code = if field == "channel" {
+        "unknown_channel"
+    } else {
+        "invalid_query"
+    };
+    Err(ApiError::bad_request(
+        code,
+        format!(
+            "{field}: unknown {field} {value:?}; expected one of {}",
+            allowed.join(", ")
+        ),
+    ))
+}
+
+/// The release a new install of `q` gets: with a rollout for the channel, the newest build
+/// not newer than its target (while the rollout is paused, not newer than the target it
+/// replaced, when there was one), so installs never run ahead of what the operator approved;
+/// without a rollout, the newest build of the channel (semver precedence).
+pub async fn latest_release(st: &AppState, q: &LatestQuery) -> Result<Option<Release>, ApiError> {
+    let rows = store::list(
+        &st.db,
+        &Filter {
+            channel: Some(q.channel.clone()),
+            os: Some(q.os.clone()),
+            arch: Some(q.arch.clone()),
+        },
+    )
+    .await?;
+    let cap = match rollout_store::get(&st.db, &q.channel).await {
+        Ok(r) => {
+            let version = match (&r.previous_version, r.paused != 0) {
+                (Some(prev), true) => prev.clone(),
+                _ => r.target_version.clone(),
+            };
+            parse_version(&version).ok()
+        }
+        Err(crate::store::Error::NotFound(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    // `list` is newest first.
+    Ok(rows
+        .into_iter()
+        .find(|r| match (&cap, parse_version(&r.version)) {
+            (None, _) => true,
+            (Some(cap), Ok(v)) => v.cmp_precedence(cap) != std::cmp::Ordering::Greater,
+            (Some(_), Err(_)) => false,
+        }))
+}
+
+/// The current build of a channel for an OS and architecture, for install scripts: the
+/// rollout's target when the channel has a rollout (see the description of
+/// `latest_release`), else the newest release. The same credentials as
+/// `GET /releases/{id}/build`; headers give the version, SHA-256 and signature to verify it.
+#[utoipa::path(get, path = "/api/v1/releases/latest/build", tag = "releases",
+    params(LatestQuery),
+    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>,
+            headers(("x-rmm-release-version" = String), ("x-rmm-release-sha256" = String),
+                ("x-rmm-release-signature" = String), ("x-rmm-release-id" = String))),
+        (status = 400, description = "`invalid_query`, `unknown_channel`", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "`no_release`: no build for this os/arch/channel", body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn download_latest_build(
+    State(st): State<AppState>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    // Credentials first: an unauthenticated caller learns nothing about the query.
+    let uri = req.uri().clone();
+    may_download(&st, req).await?;
+    let axum::extract::Query(q) = axum::extract::Query::<LatestQuery>::try_from_uri(&uri)?;
+    check_one_of("os", &q.os, store::OSES)?;
+    check_one_of("arch", &q.arch, store::ARCHES)?;
+    check_one_of("channel", &q.channel, store::CHANNELS)?;
+    let Some(r) = latest_release(&st, &q).await? else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_release",
+            format!(
+                "no release for {}/{} in channel {}",
+                q.os, q.arch, q.channel
+            ),
+        ));
+    };
+    serve_build(&st, &r).await
 }

@@ -177,9 +177,13 @@ async fn report_fields_are_validated(backend: Backend) {
     let (st, v) = post(&s, &token, with("agent_version", Value::Null)).await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     assert!(v["agent_version"].is_null());
+    // The verify step (the script checks a download before installing it).
+    let (st, v) = post(&s, &token, report("failed", "verify")).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(v["step"], "verify");
     // Nothing invalid was stored.
     let v = s.get("/api/v1/install-reports", &s.admin).await;
-    assert_eq!(v["items"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["items"].as_array().unwrap().len(), 2, "{v}");
     s.finish().await;
 }
 

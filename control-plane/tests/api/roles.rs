@@ -220,6 +220,13 @@ const CASES: &[Case] = &[
         false,
         200,
     ),
+    case(
+        "GET",
+        "/api/v1/releases/latest/build",
+        Min(Viewer),
+        false,
+        200,
+    ),
     case("GET", "/api/v1/rollouts", Min(Viewer), false, 200),
     case("GET", "/api/v1/rollouts/{channel}", Min(Viewer), false, 200),
     case(
@@ -611,6 +618,10 @@ async fn prepare(s: &Server, f: &Fixture, c: &Case, owner: Owner) -> (String, Op
             assert_eq!(st, StatusCode::CREATED, "{v}");
             (format!("/api/v1/releases/{}", id(&v)), None)
         }
+        ("GET", "/api/v1/releases/latest/build") => (
+            format!("{}?os=linux&arch=x86_64&channel=stable", c.route),
+            None,
+        ),
         ("PUT", "/api/v1/rollouts/{channel}") => (
             "/api/v1/rollouts/stable".into(),
             Some(json!({"target_version": "1.0.0", "percent": 0})),
