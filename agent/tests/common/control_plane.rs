@@ -39,10 +39,18 @@ pub struct ControlPlane {
     pub port: u16,
     pub base: String,
     pub log: PathBuf,
+    /// Extra environment of `serve` (e.g. `RMM_CP_RELEASES__SIGNING_KEYS`); change it between
+    /// `stop` and `start` to restart with another configuration on the same database.
+    pub env: Vec<(String, String)>,
 }
 
 impl ControlPlane {
     pub fn new(dir: &Path) -> Self {
+        Self::with_env(dir, &[])
+    }
+
+    /// Like [`ControlPlane::new`], `serve` with `env` added.
+    pub fn with_env(dir: &Path, env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let db_url = format!("sqlite://{}/rmm.db", dir.display());
         let out = Command::new(control_plane_bin())
@@ -62,6 +70,10 @@ impl ControlPlane {
             port,
             base: format!("http://127.0.0.1:{port}"),
             log: dir.join("control-plane.log"),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         cp.start();
         cp
@@ -88,6 +100,7 @@ impl ControlPlane {
                 .env("RMM_CP_OPAMP_HEARTBEAT_INTERVAL_SECONDS", "1")
                 .env("RMM_CP_OPAMP_OFFLINE_TIMEOUT_SECONDS", "3")
                 .env_remove("RUST_LOG")
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
                 .stdout(Stdio::null())
                 .stderr(log),
         ));
@@ -208,5 +221,43 @@ impl Api {
         let v: Value = r.json().await.unwrap();
         assert!(status.is_success(), "GET {path}: {status} {v}");
         v
+    }
+}
+
+impl Api {
+    /// `method path` with a JSON body; returns the status and the JSON answer (`null` if none).
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (reqwest::StatusCode, Value) {
+        let mut r = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.jwt);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let r = r.send().await.unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// `POST path` with raw bytes (`application/octet-stream`), e.g. a release upload.
+    pub async fn post_bytes(&self, path: &str, body: Vec<u8>) -> (reqwest::StatusCode, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.jwt)
+            .header("content-type", "application/octet-stream")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 }
