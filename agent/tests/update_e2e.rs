@@ -1,9 +1,9 @@
 //! Self-update end to end with the real agent binary: builds A and B are stamped copies of the
 //! one compiled `rmm-agent` (`rmm-agent stamp-version`), signed in the test with a key pinned in
 //! the agent's identity. The offers come from a small OpAMP WebSocket server built here from
-//! `rmm_opamp`, the builds from an HTTP file server on the control plane's origin. The offer
-//! itself is made by one swappable function ([`offer_for`]), so the same cases can run against
-//! the real control plane once its release API exists.
+//! `rmm_opamp`, the builds from an HTTP file server on the control plane's origin, so that the
+//! server can misbehave on purpose (a truncated build, a bad offer). The same cases against the
+//! real control plane (release API, rollouts, forced updates) are in `update_cp_e2e.rs`.
 //!
 //! (a) A offered B ends up running B: same PID, `/metrics` and OpAMP report B, Installed;
 //! (b) a bad signature and (c) a hash mismatch are refused, the binary is byte-identical and A
@@ -17,7 +17,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -73,7 +73,7 @@ impl ReleaseKey {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The offer source (swappable: the real control plane's release API later)
+// The offer source
 // ---------------------------------------------------------------------------------------------
 
 /// One offered build: what the file server serves and what the offer claims.
