@@ -1,9 +1,9 @@
 //! Self-update end to end with the real agent binary: builds A and B are stamped copies of the
 //! one compiled `rmm-agent` (`rmm-agent stamp-version`), signed in the test with a key pinned in
 //! the agent's identity. The offers come from a small OpAMP WebSocket server built here from
-//! `rmm_opamp`, the builds from an HTTP file server on the control plane's origin. The offer
-//! itself is made by one swappable function ([`offer_for`]), so the same cases can run against
-//! the real control plane once its release API exists.
+//! `rmm_opamp`, the builds from an HTTP file server on the control plane's origin, so that the
+//! server can misbehave on purpose (a truncated build, a bad offer). The same cases against the
+//! real control plane (release API, rollouts, forced updates) are in `update_cp_e2e.rs`.
 //!
 //! (a) A offered B ends up running B: same PID, `/metrics` and OpAMP report B, Installed;
 //! (b) a bad signature and (c) a hash mismatch are refused, the binary is byte-identical and A
@@ -17,14 +17,15 @@ mod common;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use common::{free_port, parse_metrics, ChildGuard};
+use common::update::{sha256, stamped};
+use common::{free_port, ChildGuard};
 use ed25519_dalek::{Signer as _, SigningKey};
 use futures_util::{SinkExt, StreamExt};
 use rmm_agent::control::identity::{Identity, Secret, StateDir};
@@ -34,7 +35,6 @@ use rmm_opamp::proto::{
     PackageType, PackagesAvailable, ServerToAgent,
 };
 use rmm_opamp::{ws, Limits};
-use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
@@ -72,32 +72,8 @@ impl ReleaseKey {
     }
 }
 
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
-}
-
-/// A copy of the compiled agent reporting `version`.
-fn stamped(dir: &Path, name: &str, version: &str) -> PathBuf {
-    let out = dir.join(name);
-    let status = Command::new(common::agent_bin())
-        .args(["stamp-version", "--in", common::agent_bin(), "--out"])
-        .arg(&out)
-        .args(["--version", version])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "stamp-version failed");
-    let shown = Command::new(&out).arg("--version").output().unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&shown.stdout).trim(),
-        format!("rmm-agent {version}"),
-        "the stamped copy reports its version"
-    );
-    out
-}
-
 // ---------------------------------------------------------------------------------------------
-// The offer source (swappable: the real control plane's release API later)
+// The offer source
 // ---------------------------------------------------------------------------------------------
 
 /// One offered build: what the file server serves and what the offer claims.
@@ -417,16 +393,11 @@ impl Agent {
         let deadline = Instant::now() + WAIT;
         loop {
             let addr = self.metrics;
-            let got = tokio::task::spawn_blocking(move || common::http_get(addr, "/metrics"))
+            let got = tokio::task::spawn_blocking(move || common::update::build_info_version(addr))
                 .await
                 .unwrap();
-            if let Ok((200, body)) = got {
-                if let Some(s) = parse_metrics(&body)
-                    .into_iter()
-                    .find(|s| s.name == "rmm_agent_build_info")
-                {
-                    return s.label("version").to_owned();
-                }
+            if let Some(v) = got {
+                return v;
             }
             assert!(
                 Instant::now() < deadline,
@@ -439,8 +410,7 @@ impl Agent {
 
     /// `/proc/<pid>/exe` of the agent process.
     fn proc_exe(&self) -> String {
-        std::fs::read_link(format!("/proc/{}/exe", self.child.pid()))
-            .unwrap()
+        common::update::proc_exe(self.child.pid())
             .to_string_lossy()
             .into_owned()
     }

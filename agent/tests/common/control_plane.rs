@@ -39,7 +39,8 @@ pub struct ControlPlane {
     pub port: u16,
     pub base: String,
     pub log: PathBuf,
-    /// Extra environment of `serve` (settings such as `RMM_CP_RELEASES__SIGNING_KEYS`).
+    /// Extra environment of `serve` (e.g. `RMM_CP_RELEASES__SIGNING_KEYS`); change it between
+    /// `stop` and `start` to restart with another configuration on the same database.
     pub env: Vec<(String, String)>,
 }
 
@@ -48,7 +49,7 @@ impl ControlPlane {
         Self::with_env(dir, &[])
     }
 
-    /// Like [`ControlPlane::new`], `serve` also getting `env`.
+    /// Like [`ControlPlane::new`], `serve` with `env` added.
     pub fn with_env(dir: &Path, env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let db_url = format!("sqlite://{}/rmm.db", dir.display());
@@ -220,5 +221,43 @@ impl Api {
         let v: Value = r.json().await.unwrap();
         assert!(status.is_success(), "GET {path}: {status} {v}");
         v
+    }
+}
+
+impl Api {
+    /// `method path` with a JSON body; returns the status and the JSON answer (`null` if none).
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (reqwest::StatusCode, Value) {
+        let mut r = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.jwt);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let r = r.send().await.unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// `POST path` with raw bytes (`application/octet-stream`), e.g. a release upload.
+    pub async fn post_bytes(&self, path: &str, body: Vec<u8>) -> (reqwest::StatusCode, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.jwt)
+            .header("content-type", "application/octet-stream")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 }

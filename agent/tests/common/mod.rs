@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod control_plane;
+pub mod update;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
