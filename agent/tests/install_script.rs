@@ -19,13 +19,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine as _;
 use common::control_plane::{control_plane_bin, Api, ControlPlane};
+use common::update::{sha256, stamped, ReleaseKey};
 use common::*;
-use ed25519_dalek::{Signer as _, SigningKey};
 use serde_json::{json, Value};
-use sha2::{Digest as _, Sha256};
 
 fn script() -> PathBuf {
     repo_root().join("deploy/install/install-agent.sh")
@@ -232,40 +229,12 @@ async fn installs_enrolls_and_reports_success() {
     assert_eq!(s.reports().await.len(), 2);
 }
 
-/// `rmm-ed25519-public:<base64>` of a key.
-fn public_text(key: &SigningKey) -> String {
-    format!(
-        "rmm-ed25519-public:{}",
-        B64.encode(key.verifying_key().as_bytes())
-    )
-}
-
-/// `rmm-ed25519-sig:<base64>` over `"rmm-agent-release-v1\0" || sha256(build)`.
-fn signature_text(key: &SigningKey, build: &[u8]) -> String {
-    let mut m = b"rmm-agent-release-v1\0".to_vec();
-    m.extend_from_slice(&Sha256::digest(build));
-    format!("rmm-ed25519-sig:{}", B64.encode(key.sign(&m).to_bytes()))
-}
-
-/// A copy of the built agent that reports `version`.
-fn stamped(out: &Path, version: &str) -> Vec<u8> {
-    let status = Command::new(agent_bin())
-        .args(["stamp-version", "--in", agent_bin(), "--out"])
-        .arg(out)
-        .args(["--version", version])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "stamp-version failed");
-    std::fs::read(out).unwrap()
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn downloads_and_verifies_the_latest_build() {
     const VERSION: &str = "7.3.1";
-    let key = SigningKey::from_bytes(&[41; 32]);
-    let stranger = SigningKey::from_bytes(&[42; 32]);
-    let public = public_text(&key);
+    let key = ReleaseKey::new(41);
+    let stranger = ReleaseKey::new(42);
+    let public = key.public_text();
     let s = setup_with(|dir| {
         vec![
             ("RMM_CP_RELEASES__SIGNING_KEYS", public.clone()),
@@ -278,26 +247,12 @@ async fn downloads_and_verifies_the_latest_build() {
     .await;
 
     // Publish a stamped, signed copy of the built agent as the channel's latest.
-    let build = stamped(&s.dir.join("rmm-agent-stamped"), VERSION);
-    let arch = std::env::consts::ARCH;
-    let resp = s
+    let build = std::fs::read(stamped(&s.dir, "rmm-agent-stamped", VERSION)).unwrap();
+    let (status, v) = s
         .api
-        .http
-        .post(format!("{}/api/v1/releases", s.cp.base))
-        .query(&[
-            ("version", VERSION),
-            ("os", "linux"),
-            ("arch", arch),
-            ("channel", "beta"),
-            ("signature", signature_text(&key, &build).as_str()),
-        ])
-        .bearer_auth(&s.api.jwt)
-        .header("content-type", "application/octet-stream")
-        .body(build.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+        .upload_release(build.clone(), VERSION, "beta", &key.signature_text(&build))
+        .await;
+    assert_eq!(status, 201, "{v}");
 
     // Downloaded, verified against the key, installed: the installed binary is the release.
     let (_, token) = s.token(json!({})).await;
@@ -311,7 +266,7 @@ async fn downloads_and_verifies_the_latest_build() {
             "--channel",
             "beta",
             "--signing-key",
-            &format!("{},{public}", public_text(&stranger)),
+            &format!("{},{public}", stranger.public_text()),
         ],
     );
     assert!(out.status.success());
@@ -331,10 +286,7 @@ async fn downloads_and_verifies_the_latest_build() {
     );
     assert_eq!(r["agent_version"], VERSION);
     let msg = r["message"].as_str().unwrap();
-    let sha: String = Sha256::digest(&build)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sha: String = sha256(&build).iter().map(|b| format!("{b:02x}")).collect();
     assert!(
         msg.contains(&format!(
             "verify: rmm-agent {VERSION}: sha256 {sha}, Ed25519 signature"
@@ -359,7 +311,7 @@ async fn downloads_and_verifies_the_latest_build() {
 
     // A key that did not sign the build: stopped at verify, nothing installed, reported.
     for (bad_key, needle) in [
-        (public_text(&stranger), "signature verification FAILED"),
+        (stranger.public_text(), "signature verification FAILED"),
         ("rmm-ed25519-public:AAAA".to_owned(), "not 32 bytes"),
         (
             "ssh-ed25519 AAAA".to_owned(),

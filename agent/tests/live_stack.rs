@@ -23,13 +23,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine as _;
 use common::control_plane::{Api, ControlPlane};
+use common::update::{stamped, ReleaseKey};
 use common::*;
-use ed25519_dalek::{Signer as _, SigningKey};
 use serde_json::{json, Value};
-use sha2::{Digest as _, Sha256};
 
 /// `rmm-agent` run from its own copy in `dir/name` (an update replaces the running binary,
 /// never the built one), without the caller's `RMM_AGENT_*` environment.
@@ -50,40 +47,13 @@ const RELEASE_VERSION: &str = "99.1.0";
 /// Publishes a stamped copy of the built agent as `RELEASE_VERSION` on the stable channel,
 /// signed with `key`, and makes it the stable rollout's target (at 0 %: nothing is offered
 /// by the rollout itself).
-async fn publish_release(api: &Api, key: &SigningKey, dir: &Path) {
-    let out = dir.join("rmm-agent-release");
-    let status = Command::new(agent_bin())
-        .args(["stamp-version", "--in", agent_bin(), "--out"])
-        .arg(&out)
-        .args(["--version", RELEASE_VERSION])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "stamp-version failed");
-    let build = std::fs::read(&out).unwrap();
-    let mut signed = b"rmm-agent-release-v1\0".to_vec();
-    signed.extend_from_slice(&Sha256::digest(&build));
-    let signature = format!(
-        "rmm-ed25519-sig:{}",
-        B64.encode(key.sign(&signed).to_bytes())
-    );
-    let r = api
-        .http
-        .post(format!("{}/api/v1/releases", api.base))
-        .query(&[
-            ("version", RELEASE_VERSION),
-            ("os", "linux"),
-            ("arch", std::env::consts::ARCH),
-            ("channel", "stable"),
-            ("signature", signature.as_str()),
-        ])
-        .bearer_auth(&api.jwt)
-        .header("content-type", "application/octet-stream")
-        .body(build)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "upload: {}", r.text().await.unwrap());
+async fn publish_release(api: &Api, key: &ReleaseKey, dir: &Path) {
+    let build = std::fs::read(stamped(dir, "rmm-agent-release", RELEASE_VERSION)).unwrap();
+    let signature = key.signature_text(&build);
+    let (status, v) = api
+        .upload_release(build, RELEASE_VERSION, "stable", &signature)
+        .await;
+    assert_eq!(status, 201, "upload: {v}");
     let r = api
         .http
         .put(format!("{}/api/v1/rollouts/stable", api.base))
@@ -250,11 +220,8 @@ async fn every_dashboard_query_and_alert_rule_on_live_agents() {
 
     // Control plane with a release key: two clients with a site, an enrollment token and a
     // policy each.
-    let release_key = SigningKey::from_bytes(&[77; 32]);
-    let release_public = format!(
-        "rmm-ed25519-public:{}",
-        B64.encode(release_key.verifying_key().as_bytes())
-    );
+    let release_key = ReleaseKey::new(77);
+    let release_public = release_key.public_text();
     let storage = dir.join("releases");
     let cp = ControlPlane::with_env(
         &dir,

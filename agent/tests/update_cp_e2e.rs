@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use common::control_plane::{control_plane_bin, Api, ControlPlane};
 use common::update::{build_info_version, proc_exe, stamped};
-use common::{free_port, parse_metrics, urlencode, ChildGuard};
+use common::{free_port, parse_metrics, ChildGuard};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -283,15 +283,14 @@ impl Case {
 
     /// Uploads `build` as `version` signed with `key`; returns the release.
     async fn upload(&self, build: &Path, version: &str, key: &Key) -> Value {
-        let path = format!(
-            "/api/v1/releases?version={}&os=linux&arch={}&channel=stable&signature={}",
-            urlencode(version),
-            std::env::consts::ARCH,
-            urlencode(&key.sign(build))
-        );
         let (status, v) = self
             .api
-            .post_bytes(&path, std::fs::read(build).unwrap())
+            .upload_release(
+                std::fs::read(build).unwrap(),
+                version,
+                "stable",
+                &key.sign(build),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED, "upload: {v}");
         v

@@ -22,11 +22,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine as _;
-use common::update::{sha256, stamped};
+use common::update::{sha256, stamped, ReleaseKey};
 use common::{free_port, ChildGuard};
-use ed25519_dalek::{Signer as _, SigningKey};
 use futures_util::{SinkExt, StreamExt};
 use rmm_agent::control::identity::{Identity, Secret, StateDir};
 use rmm_opamp::capabilities::{agent as agent_caps, server as server_caps};
@@ -48,29 +45,6 @@ const WAIT: Duration = Duration::from_secs(60);
 // ---------------------------------------------------------------------------------------------
 // Builds and keys
 // ---------------------------------------------------------------------------------------------
-
-/// A release key pair.
-struct ReleaseKey(SigningKey);
-
-impl ReleaseKey {
-    fn new(seed: u8) -> Self {
-        Self(SigningKey::from_bytes(&[seed; 32]))
-    }
-
-    fn public_text(&self) -> String {
-        format!(
-            "rmm-ed25519-public:{}",
-            B64.encode(self.0.verifying_key().as_bytes())
-        )
-    }
-
-    /// Raw signature over `"rmm-agent-release-v1\0" || sha256`, as `release sign` makes it.
-    fn sign(&self, sha256: &[u8; 32]) -> Vec<u8> {
-        let mut m = b"rmm-agent-release-v1\0".to_vec();
-        m.extend_from_slice(sha256);
-        self.0.sign(&m).to_bytes().to_vec()
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // The offer source

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::identity::{Identity, Secret, StateDir, StateError};
 use crate::host::{HostFacts, HostPaths};
+use crate::util::error_chain;
 
 /// Path of the enrollment endpoint below the server's base URL.
 pub const ENROLL_PATH: &str = "/api/v1/enroll";
@@ -275,21 +276,6 @@ fn identity_from(
         signing_keys,
     };
     Ok((identity, secret))
-}
-
-/// `error: cause: cause` (reqwest hides the useful part, e.g. "connection refused", in sources).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let c = cause.to_string();
-        if !s.contains(&c) {
-            s.push_str(": ");
-            s.push_str(&c);
-        }
-        source = cause.source();
-    }
-    s
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use reqwest::Url;
 use sha2::{Digest as _, Sha256};
 
 use crate::control::identity::Secret;
+use crate::util::error_chain;
 
 /// Name of the download inside the state directory.
 pub const DOWNLOAD_FILE: &str = "update-download.tmp";
@@ -127,20 +128,6 @@ pub async fn fetch(req: &Request<'_>) -> Result<Downloaded, String> {
         let _ = fs::remove_file(&path);
     }
     result
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let c = cause.to_string();
-        if !s.contains(&c) {
-            s.push_str(": ");
-            s.push_str(&c);
-        }
-        source = cause.source();
-    }
-    s
 }
 
 #[cfg(test)]

@@ -245,14 +245,28 @@ impl Api {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
-    /// `POST path` with raw bytes (`application/octet-stream`), e.g. a release upload.
-    pub async fn post_bytes(&self, path: &str, body: Vec<u8>) -> (reqwest::StatusCode, Value) {
+    /// `POST /api/v1/releases`: `build` as linux/<this machine's arch> `version` in `channel`,
+    /// with its signature text (`rmm-ed25519-sig:...`).
+    pub async fn upload_release(
+        &self,
+        build: Vec<u8>,
+        version: &str,
+        channel: &str,
+        signature: &str,
+    ) -> (reqwest::StatusCode, Value) {
         let r = self
             .http
-            .post(format!("{}{path}", self.base))
+            .post(format!("{}/api/v1/releases", self.base))
+            .query(&[
+                ("version", version),
+                ("os", "linux"),
+                ("arch", std::env::consts::ARCH),
+                ("channel", channel),
+                ("signature", signature),
+            ])
             .bearer_auth(&self.jwt)
             .header("content-type", "application/octet-stream")
-            .body(body)
+            .body(build)
             .send()
             .await
             .unwrap();

@@ -1,11 +1,45 @@
-//! Shared by the self-update tests: stamped copies of the compiled agent (builds of several
-//! versions from one compile), SHA-256, and what a running agent says about itself.
+//! Shared by the self-update, install and live tests: stamped copies of the compiled agent
+//! (builds of several versions from one compile), release keys and signatures in the control
+//! plane's formats, SHA-256, and what a running agent says about itself.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use ed25519_dalek::{Signer as _, SigningKey};
 use sha2::{Digest as _, Sha256};
+
+/// A release key pair, from a fixed seed.
+pub struct ReleaseKey(SigningKey);
+
+impl ReleaseKey {
+    pub fn new(seed: u8) -> Self {
+        Self(SigningKey::from_bytes(&[seed; 32]))
+    }
+
+    /// `rmm-ed25519-public:<base64>`, as the control plane's `[releases] signing_keys` and the
+    /// agent's pinned keys hold it.
+    pub fn public_text(&self) -> String {
+        format!(
+            "rmm-ed25519-public:{}",
+            B64.encode(self.0.verifying_key().as_bytes())
+        )
+    }
+
+    /// Raw signature over `"rmm-agent-release-v1\0" || sha256`, as `release sign` makes it.
+    pub fn sign(&self, sha256: &[u8; 32]) -> Vec<u8> {
+        let mut m = b"rmm-agent-release-v1\0".to_vec();
+        m.extend_from_slice(sha256);
+        self.0.sign(&m).to_bytes().to_vec()
+    }
+
+    /// `rmm-ed25519-sig:<base64>` of `build`, as the release upload takes it.
+    pub fn signature_text(&self, build: &[u8]) -> String {
+        format!("rmm-ed25519-sig:{}", B64.encode(self.sign(&sha256(build))))
+    }
+}
 
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()

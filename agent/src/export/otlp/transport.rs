@@ -14,6 +14,7 @@ use tonic::transport::{Channel, ClientTlsConfig};
 
 use super::buffer::Payload;
 use super::settings::{Compression, OtlpConfig, Protocol};
+use crate::util::error_chain;
 
 /// Why a push failed, and whether sending it again can succeed.
 #[derive(Debug, thiserror::Error)]
@@ -182,18 +183,6 @@ impl Transport {
             }
         }
     }
-}
-
-/// An error and its sources on one line (reqwest's own message omits the cause).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// The request inside a stored push (gRPC re-encodes it; tonic compresses on its own).
