@@ -27,6 +27,12 @@ bin="${CARGO_TARGET_DIR:-$root/target}/release"
 export RMM_CP_LISTEN="$cp_listen"
 export RMM_CP_DATABASE_URL="${RMM_CP_DATABASE_URL:-sqlite://$data/rmm.db}"
 export RMM_AGENT_PROMETHEUS_LISTEN="$agent_listen"
+# A release key pair of this local setup (a real one is made offline and only its public half
+# given to the control plane); the agent pins the public key when it enrolls.
+if [ ! -s "$data/release-keys/release-signing.pub" ]; then
+  "$bin/rmm-control-plane" release keygen --out "$data/release-keys" >/dev/null
+fi
+export RMM_CP_RELEASES__SIGNING_KEYS="$(cat "$data/release-keys/release-signing.pub")"
 
 pids=()
 cleanup() {
@@ -56,20 +62,38 @@ jwt="$(curl -fsS -H 'content-type: application/json' \
   -d "{\"email\":\"admin@localhost\",\"password\":\"$password\"}" "$api/auth/login" | json "['token']")"
 auth=(-H "authorization: Bearer $jwt" -H 'content-type: application/json')
 
+# Enroll the local agent into site $1 (again, if it was enrolled with another address: the
+# control plane keeps its agent id, keyed by host id).
+enroll_agent() {
+  local token
+  token="$(curl -fsS "${auth[@]}" -d "{\"site_id\":\"$1\"}" "$api/enrollment-tokens" | json "['token']")"
+  RMM_ENROLL_TOKEN="$token" "$bin/rmm-agent" enroll --server "http://$cp_listen" --state-dir "$data/agent" \
+    --metrics-address "$agent_listen"
+}
+
 if [ ! -f "$data/agent/identity.json" ]; then
   log "creating client 'local', site 'this-host' and enrolling the local agent"
   client_id="$(curl -fsS "${auth[@]}" -d '{"name":"local"}' "$api/clients" | json "['id']")"
   site_id="$(curl -fsS "${auth[@]}" -d '{"name":"this-host"}' "$api/clients/$client_id/sites" | json "['id']")"
-  token="$(curl -fsS "${auth[@]}" -d "{\"site_id\":\"$site_id\"}" "$api/enrollment-tokens" | json "['token']")"
-  RMM_ENROLL_TOKEN="$token" "$bin/rmm-agent" enroll --server "http://$cp_listen" --state-dir "$data/agent" \
-    --metrics-address "$agent_listen"
+  enroll_agent "$site_id"
   # A viewer API token for Prometheus service discovery.
   curl -fsS "${auth[@]}" -d '{"name":"prometheus-sd","role":"viewer"}' "$api/api-tokens" | json "['token']" \
     | (umask 077 && cat > "$data/sd.token")
+else
+  enrolled_with="$(json "['server']" < "$data/agent/identity.json")"
+  if [ "$enrolled_with" != "http://$cp_listen" ]; then
+    log "the agent was enrolled with $enrolled_with; enrolling it again with http://$cp_listen"
+    site_id="$(json "['site_id']" < "$data/agent/identity.json")"
+    enroll_agent "$site_id"
+  fi
 fi
 
+# The agent runs from its own copy, as installed agents do: an update replaces that copy (and
+# keeps the previous one next to it), never the cargo build. Each run starts the agent just built.
 log "starting the agent"
-"$bin/rmm-agent" run --state-dir "$data/agent" 2> "$data/agent.log" &
+mkdir -p "$data/bin"
+cp "$bin/rmm-agent" "$data/bin/rmm-agent.new" && mv "$data/bin/rmm-agent.new" "$data/bin/rmm-agent"
+"$data/bin/rmm-agent" run --state-dir "$data/agent" 2> "$data/agent.log" &
 pids+=($!)
 
 cat <<INFO
@@ -83,6 +107,7 @@ cat <<INFO
   Control plane       http://$cp_listen/metrics
   Agent metrics       http://$agent_listen/metrics
   Prometheus SD       $api/sd/prometheus  (bearer token in $data/sd.token)
+  Release key         $data/release-keys (sign a build: $bin/rmm-control-plane release sign --key $data/release-keys/release-signing.key --file BUILD --out BUILD.sig)
 
 INFO
 wait -n "${pids[@]}"
