@@ -24,31 +24,15 @@ fn build(tag: &str) -> Vec<u8> {
 }
 
 async fn upload(s: &Server, key: &SecretKey, version: &str, channel: &str, data: &[u8]) {
-    let sig = key
-        .sign_digest(&signing::sha256_reader(data).unwrap())
-        .encode();
-    let resp = s
-        .http
-        .post(s.url("/api/v1/releases"))
-        .query(&[
-            ("version", version),
-            ("os", "linux"),
-            ("arch", "x86_64"),
-            ("channel", channel),
-            ("signature", sig.as_str()),
-        ])
-        .bearer_auth(&s.admin)
-        .header("content-type", "application/octet-stream")
-        .body(data.to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        resp.status(),
-        StatusCode::CREATED,
-        "{}",
-        resp.text().await.unwrap()
-    );
+    let (st, v) = s
+        .upload_release(
+            Some(&s.admin),
+            key,
+            &[("version", version), ("channel", channel)],
+            data.to_vec(),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
 }
 
 /// GET latest with `query` as `cred`: status, the three release headers, body.

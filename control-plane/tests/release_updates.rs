@@ -29,7 +29,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use common::{id, Backend, Server};
+use common::{id, serve_file, sign_release, Backend, Server};
 
 backend_tests!(
     rollout_end_to_end,
@@ -143,46 +143,6 @@ fn test_build() -> Vec<u8> {
     std::fs::read("/bin/true").expect("/bin/true")
 }
 
-fn sign(key: &SecretKey, data: &[u8]) -> String {
-    key.sign_digest(&signing::sha256_reader(data).unwrap())
-        .encode()
-}
-
-async fn upload(
-    s: &Server,
-    key: &SecretKey,
-    params: &[(&str, &str)],
-    data: Vec<u8>,
-) -> (StatusCode, Value) {
-    let sig = sign(key, &data);
-    let mut q: Vec<(&str, &str)> = vec![
-        ("os", "linux"),
-        ("arch", "x86_64"),
-        ("channel", "stable"),
-        ("signature", sig.as_str()),
-    ];
-    for (k, v) in params {
-        q.retain(|(qk, _)| qk != k);
-        q.push((k, v));
-    }
-    let resp = s
-        .http
-        .post(s.url("/api/v1/releases"))
-        .query(&q)
-        .bearer_auth(&s.admin)
-        .header("content-type", "application/octet-stream")
-        .body(data)
-        .send()
-        .await
-        .unwrap();
-    let st = resp.status();
-    let text = resp.text().await.unwrap();
-    (
-        st,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
 async fn start(
     backend: &Backend,
     key: &SecretKey,
@@ -252,7 +212,9 @@ async fn rollout_end_to_end(backend: Backend) {
 
     let data = test_build();
     let sha = hex::encode(signing::sha256_reader(&data[..]).unwrap());
-    let (st, rel) = upload(&s, &key, &[("version", "2.0.0")], data.clone()).await;
+    let (st, rel) = s
+        .upload_release(Some(&s.admin), &key, &[("version", "2.0.0")], data.clone())
+        .await;
     assert_eq!(st, StatusCode::CREATED, "{rel}");
     let release_id = id(&rel);
 
@@ -516,7 +478,9 @@ async fn rollout_end_to_end(backend: Backend) {
     assert_eq!(in_window_closed.offers.len(), 1, "forced offer");
 
     // Downgrades need the flag: forcing 1.5.0 on an agent at 2.0.0, and moving the rollout back.
-    let (st, v) = upload(&s, &key, &[("version", "1.5.0")], test_build()).await;
+    let (st, v) = s
+        .upload_release(Some(&s.admin), &key, &[("version", "1.5.0")], test_build())
+        .await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     let (st, v) = s
         .call(
@@ -590,7 +554,7 @@ async fn bad_input_stores_nothing(backend: Backend) {
     let code = |v: &Value| v["error"]["code"].as_str().unwrap_or_default().to_owned();
 
     // Truncated: 1000 bytes of a declared 20000.
-    let sig = sign(&key, &data);
+    let sig = sign_release(&key, &data);
     let query = format!(
         "version=3.0.0&os=linux&arch=x86_64&channel=stable&signature={}",
         sig.replace('+', "%2B")
@@ -649,7 +613,7 @@ async fn bad_input_stores_nothing(backend: Backend) {
         ),
     ];
     for (params, body, want, want_code) in cases {
-        let (st, v) = upload(&s, &key, &params, body).await;
+        let (st, v) = s.upload_release(Some(&s.admin), &key, &params, body).await;
         assert_eq!(
             (st, code(&v).as_str()),
             (want, want_code),
@@ -676,19 +640,27 @@ async fn bad_input_stores_nothing(backend: Backend) {
 
     // Signed by another key; a garbage signature.
     let other = SecretKey::generate();
-    let (st, v) = upload(&s, &other, &[("version", "3.0.0")], data.clone()).await;
+    let (st, v) = s
+        .upload_release(
+            Some(&s.admin),
+            &other,
+            &[("version", "3.0.0")],
+            data.clone(),
+        )
+        .await;
     assert_eq!(
         (st, code(&v).as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, "bad_signature"),
         "{v}"
     );
-    let (st, v) = upload(
-        &s,
-        &key,
-        &[("version", "3.0.0"), ("signature", "rmm-ed25519-sig:AAAA")],
-        data.clone(),
-    )
-    .await;
+    let (st, v) = s
+        .upload_release(
+            Some(&s.admin),
+            &key,
+            &[("version", "3.0.0"), ("signature", "rmm-ed25519-sig:AAAA")],
+            data.clone(),
+        )
+        .await;
     assert_eq!(
         (st, code(&v).as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, "bad_signature"),
@@ -726,7 +698,7 @@ async fn bad_input_stores_nothing(backend: Backend) {
     let url = serve_file(data.clone()).await;
     let by_url = |url: String, sha: String| {
         json!({"version": "3.0.0", "os": "linux", "arch": "x86_64", "channel": "stable",
-               "url": url, "sha256": sha, "signature": sign(&key, &data)})
+               "url": url, "sha256": sha, "signature": sign_release(&key, &data)})
     };
     let real_sha = hex::encode(signing::sha256_reader(&data[..]).unwrap());
     let (st, v) = s
@@ -775,9 +747,13 @@ async fn bad_input_stores_nothing(backend: Backend) {
     );
 
     // A good one, then the same again: 409.
-    let (st, v) = upload(&s, &key, &[("version", "3.0.0")], data.clone()).await;
+    let (st, v) = s
+        .upload_release(Some(&s.admin), &key, &[("version", "3.0.0")], data.clone())
+        .await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
-    let (st, v) = upload(&s, &key, &[("version", "3.0.0")], data.clone()).await;
+    let (st, v) = s
+        .upload_release(Some(&s.admin), &key, &[("version", "3.0.0")], data.clone())
+        .await;
     assert_eq!(
         (st, code(&v).as_str()),
         (StatusCode::CONFLICT, "duplicate_release"),
@@ -786,14 +762,14 @@ async fn bad_input_stores_nothing(backend: Backend) {
 
     // The watched directory: a good build is imported (and removed), a bad one is marked.
     std::fs::write(watch.join("good"), &data).unwrap();
-    std::fs::write(watch.join("good.sig"), sign(&key, &data)).unwrap();
+    std::fs::write(watch.join("good.sig"), sign_release(&key, &data)).unwrap();
     std::fs::write(
         watch.join("good.json"),
         r#"{"version": "3.1.0", "os": "linux", "arch": "x86_64", "channel": "beta"}"#,
     )
     .unwrap();
     std::fs::write(watch.join("bad"), &data).unwrap();
-    std::fs::write(watch.join("bad.sig"), sign(&other, &data)).unwrap();
+    std::fs::write(watch.join("bad.sig"), sign_release(&other, &data)).unwrap();
     std::fs::write(
         watch.join("bad.json"),
         r#"{"version": "3.2.0", "os": "linux", "arch": "x86_64", "channel": "beta"}"#,
@@ -921,7 +897,9 @@ async fn offers_follow_the_injected_clock(backend: Backend) {
         json!({"scope": "client", "target_id": client, "priority": 10}),
     )
     .await;
-    let (st, v) = upload(&s, &key, &[("version", "2.0.0")], test_build()).await;
+    let (st, v) = s
+        .upload_release(Some(&s.admin), &key, &[("version", "2.0.0")], test_build())
+        .await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     let mut agents = Vec::new();
     for i in 0..3 {
@@ -997,23 +975,6 @@ async fn offers_follow_the_injected_clock(backend: Backend) {
         "{silent}"
     );
     s.finish().await;
-}
-
-/// Serve `data` at `http://127.0.0.1:<port>/build` for the test's lifetime.
-async fn serve_file(data: Vec<u8>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = axum::Router::new().route(
-        "/build",
-        axum::routing::get(move || {
-            let d = data.clone();
-            async move { d }
-        }),
-    );
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    format!("http://{addr}/build")
 }
 
 /// The server refuses to start, naming the key, when a configured signing key does not parse.

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use rmm_control_plane::config::Config;
+use rmm_control_plane::releases::signing::{self, SecretKey};
 use rmm_control_plane::store::{audit::Actor, Db, Scope};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -407,6 +408,45 @@ impl Server {
         )
     }
 
+    /// `POST /api/v1/releases` of `data` as `token` (`None`: no credential), signed with `key`.
+    /// The query is linux/x86_64/stable plus `params`, which add keys (`version`, `sha256`) or
+    /// replace these.
+    pub async fn upload_release(
+        &self,
+        token: Option<&str>,
+        key: &SecretKey,
+        params: &[(&str, &str)],
+        data: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let sig = sign_release(key, &data);
+        let mut query: Vec<(&str, &str)> = vec![
+            ("os", "linux"),
+            ("arch", "x86_64"),
+            ("channel", "stable"),
+            ("signature", sig.as_str()),
+        ];
+        for (k, v) in params {
+            query.retain(|(qk, _)| qk != k);
+            query.push((k, v));
+        }
+        let mut req = self
+            .http
+            .post(self.url("/api/v1/releases"))
+            .query(&query)
+            .header("content-type", "application/octet-stream")
+            .body(data);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        let st = resp.status();
+        let text = resp.text().await.unwrap();
+        (
+            st,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
     /// The control plane's `/metrics` text.
     pub async fn metrics_text(&self) -> String {
         self.http
@@ -580,6 +620,29 @@ pub async fn spawn_binary(db_url: &str, env: &[(&str, &str)]) -> (tokio::process
     // Keep draining the log so the server never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, format!("http://{addr}"))
+}
+
+/// `rmm-ed25519-sig:...` of `data` signed with `key`, as `release sign` makes it.
+pub fn sign_release(key: &SecretKey, data: &[u8]) -> String {
+    key.sign_digest(&signing::sha256_reader(data).unwrap())
+        .encode()
+}
+
+/// Serve `data` at `http://127.0.0.1:<port>/build` for the test's lifetime.
+pub async fn serve_file(data: Vec<u8>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().route(
+        "/build",
+        axum::routing::get(move || {
+            let d = data.clone();
+            async move { d }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}/build")
 }
 
 /// The value of `series` (name and labels, exactly as exposed) in a `/metrics` text.

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use rmm_control_plane::releases::signing::{self, SecretKey};
 
 use crate::backend_tests;
-use crate::common::{id, Backend, Server};
+use crate::common::{id, serve_file, sign_release, Backend, Server};
 
 backend_tests!(role_matrix, scoped_callers_see_only_their_client);
 
@@ -323,61 +323,6 @@ pub fn test_build() -> Vec<u8> {
     h
 }
 
-pub fn sign(key: &SecretKey, data: &[u8]) -> String {
-    key.sign_digest(&signing::sha256_reader(data).unwrap())
-        .encode()
-}
-
-/// Upload `data` as release `version` (linux/x86_64, stable) as `token`.
-pub async fn upload(
-    s: &Server,
-    token: Option<&str>,
-    key: &SecretKey,
-    version: &str,
-    data: Vec<u8>,
-) -> (StatusCode, Value) {
-    let sig = sign(key, &data);
-    let mut req = s
-        .http
-        .post(s.url("/api/v1/releases"))
-        .query(&[
-            ("version", version),
-            ("os", "linux"),
-            ("arch", "x86_64"),
-            ("channel", "stable"),
-            ("signature", sig.as_str()),
-        ])
-        .header("content-type", "application/octet-stream")
-        .body(data);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let resp = req.send().await.unwrap();
-    let st = resp.status();
-    let text = resp.text().await.unwrap();
-    (
-        st,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
-/// Serve `data` at `http://127.0.0.1:<port>/build` for the test's lifetime.
-pub async fn serve_file(data: Vec<u8>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = axum::Router::new().route(
-        "/build",
-        axum::routing::get(move || {
-            let d = data.clone();
-            async move { d }
-        }),
-    );
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    format!("http://{addr}/build")
-}
-
 fn unique_version() -> String {
     format!("0.{}.0", uuid::Uuid::new_v4().as_u128() % 1_000_000_000)
 }
@@ -437,7 +382,14 @@ async fn fixture(s: &Server, key: SecretKey) -> Fixture {
         f.policy[i] = new_policy(s, &f.client[i]).await;
     }
     f.key = key;
-    let (st, v) = upload(s, Some(&s.admin), &f.key, "1.0.0", test_build()).await;
+    let (st, v) = s
+        .upload_release(
+            Some(&s.admin),
+            &f.key,
+            &[("version", "1.0.0")],
+            test_build(),
+        )
+        .await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     f.release = id(&v);
     let (st, v) = s
@@ -609,12 +561,20 @@ async fn prepare(s: &Server, f: &Fixture, c: &Case, owner: Owner) -> (String, Op
                     "version": unique_version(), "os": "linux", "arch": "x86_64",
                     "channel": "stable", "url": f.build_url,
                     "sha256": hex::encode(signing::sha256_reader(&data[..]).unwrap()),
-                    "signature": sign(&f.key, &data),
+                    "signature": sign_release(&f.key, &data),
                 })),
             )
         }
         ("DELETE", "/api/v1/releases/{id}") => {
-            let (st, v) = upload(s, Some(&s.admin), &f.key, &unique_version(), test_build()).await;
+            let version = unique_version();
+            let (st, v) = s
+                .upload_release(
+                    Some(&s.admin),
+                    &f.key,
+                    &[("version", &version)],
+                    test_build(),
+                )
+                .await;
             assert_eq!(st, StatusCode::CREATED, "{v}");
             (format!("/api/v1/releases/{}", id(&v)), None)
         }
@@ -684,11 +644,11 @@ async fn role_matrix(backend: Backend) {
                 let method = Method::from_bytes(c.method.as_bytes()).unwrap();
                 let (st, v) = if (c.method, c.route) == ("POST", "/api/v1/releases") {
                     // The build is the raw body.
-                    upload(
-                        &s,
+                    let version = unique_version();
+                    s.upload_release(
                         token.as_deref(),
                         &f.key,
-                        &unique_version(),
+                        &[("version", &version)],
                         test_build(),
                     )
                     .await
